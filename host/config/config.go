@@ -1,19 +1,17 @@
-// Package config loads the host's configuration: built-in defaults, then
-// config.yaml (or --config PATH), then the environment (the original service's
-// variable names, and RT_-prefixed keys with "__" for nesting), then flags.
-// Unknown keys and bad values fail with a message naming the key.
 package config
 
 import "time"
 
 // Config is the whole effective configuration. Every field has a koanf key
-// (lowercase, dotted), a default in defaults.go and a doc comment.
+// (lowercase, dotted), a default in defaults.go (Defaults) and a doc comment.
+// Build one with Load; a Config built by hand should be checked with Validate.
 type Config struct {
 	// Port is the HTTP/websocket listen port (env PORT).
 	Port int `koanf:"port"`
 	// Host is the listen address (default all interfaces).
 	Host string `koanf:"host"`
-	// Instance optionally names this instance (default: hostname-pid-random).
+	// Instance optionally names this instance (env DYNO when unset elsewhere);
+	// empty means the host picks hostname-pid-random.
 	Instance string `koanf:"instance"`
 	// Log configures logging.
 	Log LogConfig `koanf:"log"`
@@ -39,7 +37,8 @@ type Config struct {
 type LogConfig struct {
 	// Level is debug, info, warn or error.
 	Level string `koanf:"level"`
-	// Format is text or json ("" = json when DYNO is set, else text).
+	// Format is text or json. "" means json when DYNO is set, else text; Load
+	// resolves it, so a loaded Config always holds text or json.
 	Format string `koanf:"format"`
 }
 
@@ -59,9 +58,11 @@ type SocketIOConfig struct {
 	// OutboundQueue is the most frames queued to one socket before it is
 	// disconnected as a slow consumer.
 	OutboundQueue int `koanf:"outbound_queue"`
-	// EventsPerSecond and EventBurst rate-limit each socket's events.
+	// EventsPerSecond is the sustained rate of events one socket may send.
 	EventsPerSecond float64 `koanf:"events_per_second"`
-	EventBurst      int     `koanf:"event_burst"`
+	// EventBurst is how many events one socket may send at once above
+	// EventsPerSecond.
+	EventBurst int `koanf:"event_burst"`
 }
 
 // AuthConfig configures token verification.
@@ -73,16 +74,17 @@ type AuthConfig struct {
 	JWKSURL string `koanf:"jwks_url"`
 	// TestJWKS is a JSON key set tried first (env TEST_JWKS).
 	TestJWKS string `koanf:"test_jwks"`
-	// Issuer and Audience, when set, must match the token.
-	Issuer   string `koanf:"issuer"`
+	// Issuer, when set, must equal the token's iss claim.
+	Issuer string `koanf:"issuer"`
+	// Audience, when set, must be among the token's aud claim.
 	Audience string `koanf:"audience"`
 	// JWKSRefreshInterval is the least time between two JWKS fetches triggered
 	// by unknown kids.
 	JWKSRefreshInterval time.Duration `koanf:"jwks_refresh_interval"`
 	// JWKSTimeout bounds one JWKS fetch.
 	JWKSTimeout time.Duration `koanf:"jwks_timeout"`
-	// DevKeyFile is where dev mode keeps its key set (used when neither
-	// Auth0Domain nor TestJWKS is set).
+	// DevKeyFile is where dev mode keeps its key set (used when none of
+	// Auth0Domain, JWKSURL and TestJWKS is set; see Config.DevMode).
 	DevKeyFile string `koanf:"dev_key_file"`
 }
 
@@ -90,9 +92,12 @@ type AuthConfig struct {
 type RedisConfig struct {
 	// URL of Redis (env REDIS_URL); empty = embedded Redis.
 	URL string `koanf:"url"`
-	// PoolSize and MinIdle size the connection pool.
+	// PoolSize is the most connections in the pool (env MAX_REDIS_CONNECTIONS);
+	// 0 means the go-redis default (10 per GOMAXPROCS).
 	PoolSize int `koanf:"pool_size"`
-	MinIdle  int `koanf:"min_idle"`
+	// MinIdle is how many idle connections are kept open (env
+	// MIN_REDIS_CONNECTIONS).
+	MinIdle int `koanf:"min_idle"`
 	// Timeout bounds each command.
 	Timeout time.Duration `koanf:"timeout"`
 	// HeartbeatInterval is how often this instance refreshes its liveness key.
@@ -106,11 +111,16 @@ type BusConfig struct {
 	// URL is the AMQP URL (env CLOUDAMQP_URL). When empty and Username is set,
 	// amqp://Username:Password@Host:Port/ is used; when both are empty the
 	// in-memory bus is used.
-	URL      string `koanf:"url"`
+	URL string `koanf:"url"`
+	// Username is the RabbitMQ user when URL is empty (env RABBITMQ_USERNAME).
 	Username string `koanf:"username"`
+	// Password is the RabbitMQ password when URL is empty (env
+	// RABBITMQ_PASSWORD).
 	Password string `koanf:"password"`
-	Host     string `koanf:"host"`
-	PortNum  int    `koanf:"port"`
+	// Host is the RabbitMQ host when URL is empty.
+	Host string `koanf:"host"`
+	// PortNum is the RabbitMQ port when URL is empty (key bus.port).
+	PortNum int `koanf:"port"`
 	// PublishTimeout bounds a confirmed publish.
 	PublishTimeout time.Duration `koanf:"publish_timeout"`
 }
@@ -145,7 +155,7 @@ type SecretsConfig struct {
 	Flush string `koanf:"flush"`
 	// Event guards the Hasura event routes (env EVENT_SECRET).
 	Event string `koanf:"event"`
-	// Admin guards the /admin page.
+	// Admin guards the /admin page (no original variable).
 	Admin string `koanf:"admin"`
 }
 
@@ -159,10 +169,11 @@ type ShutdownConfig struct {
 type PluginConfig struct {
 	// Enabled turns the plugin on.
 	Enabled bool `koanf:"enabled"`
-	// Mode is "subprocess" (default) or "inprocess".
+	// Mode is "subprocess" (default; Load turns "" into it) or "inprocess".
 	Mode string `koanf:"mode"`
 	// Path is the executable of a plugin that is not built in.
 	Path string `koanf:"path"`
-	// Config is handed to the plugin as JSON.
+	// Config is handed to the plugin as JSON (see Config.PluginConfigJSON). It
+	// is free-form: the host checks no key under it.
 	Config map[string]any `koanf:"config"`
 }

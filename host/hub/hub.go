@@ -1,0 +1,411 @@
+// Package hub keeps the connected sockets of this instance and their rooms,
+// and delivers emits to a socket, a room or all sockets of a user — locally,
+// and through Redis pub/sub on every other instance.
+//
+// Rooms: every socket is in the room named by its own id (as in Socket.IO) and
+// in its user's room (UserRoom). Plugins add more with Join/Leave.
+//
+// Cross-instance delivery (see remote.go): an instance subscribes to the Redis
+// channel of a room only while it has a local member, and to its own instance
+// channel for emits and room changes addressed to one of its sockets. Socket ids
+// start with the id of the instance that owns them, so an emit to a socket on
+// another instance goes straight to that instance's channel.
+//
+// Frames are encoded once per emit and the same bytes are queued to every
+// member; each socket's outbound queue is bounded by host/socketio, which
+// disconnects a slow consumer rather than buffering without limit.
+package hub
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"sync"
+
+	"github.com/clowdr/realtime/plugins/sdk"
+)
+
+// Conn is the part of a websocket connection the hub needs.
+type Conn interface {
+	// Send queues an encoded frame; it must not block.
+	Send(frame []byte) error
+	// Disconnect closes the Socket.IO namespace (the client sees "io server disconnect").
+	Disconnect()
+}
+
+// Encoder turns an event into a wire frame (host/socketio.EncodeEventRaw).
+type Encoder func(event string, args []json.RawMessage) []byte
+
+// Remote carries emits and room changes to other instances.
+type Remote interface {
+	// Subscribe and Unsubscribe follow the rooms that have local members; they
+	// return once Redis confirmed.
+	Subscribe(ctx context.Context, room string) error
+	Unsubscribe(ctx context.Context, room string) error
+	// PublishRoom sends a frame to the room's members on other instances.
+	PublishRoom(ctx context.Context, room string, frame []byte) error
+	// PublishInstance sends a message to one other instance.
+	PublishInstance(ctx context.Context, instance string, msg InstanceMessage) error
+}
+
+// InstanceMessage is addressed to one socket on another instance.
+type InstanceMessage struct {
+	Op       string `json:"op"` // "emit", "join", "leave", "disconnect"
+	SocketID string `json:"socket"`
+	Room     string `json:"room,omitempty"`
+	Frame    []byte `json:"frame,omitempty"`
+}
+
+// ErrUnknownSocket is returned for a socket id this instance doesn't have.
+var ErrUnknownSocket = errors.New("hub: unknown socket")
+
+// UserRoom is the room every socket of a user is in.
+func UserRoom(userID string) string { return "rt:user:" + userID }
+
+// Socket is a connected socket.
+type Socket struct {
+	Info  sdk.Socket
+	conn  Conn
+	rooms map[string]struct{} // guarded by Hub.mu
+}
+
+// Hub is the registry of this instance's sockets and rooms.
+type Hub struct {
+	instance string
+	encode   Encoder
+	log      *slog.Logger
+
+	mu      sync.RWMutex
+	sockets map[string]*Socket
+	rooms   map[string]map[*Socket]struct{}
+
+	remote     Remote // nil: single instance
+	subMu      sync.Mutex
+	subscribed map[string]bool // rooms subscribed on the remote; guarded by subMu
+}
+
+// New makes a hub for the instance. encode builds frames; remote may be nil.
+func New(instanceID string, encode Encoder, remote Remote, logger *slog.Logger) *Hub {
+	if logger == nil {
+		logger = slog.Default()
+	}
+	return &Hub{
+		instance:   instanceID,
+		encode:     encode,
+		log:        logger,
+		sockets:    make(map[string]*Socket),
+		rooms:      make(map[string]map[*Socket]struct{}),
+		remote:     remote,
+		subscribed: make(map[string]bool),
+	}
+}
+
+// SetRemote attaches cross-instance delivery (before any socket is added).
+func (h *Hub) SetRemote(r Remote) { h.remote = r }
+
+// InstanceID is this instance's id; socket ids start with it.
+func (h *Hub) InstanceID() string { return h.instance }
+
+// Add registers a socket and puts it in its own room and its user's room.
+func (h *Hub) Add(ctx context.Context, info sdk.Socket, c Conn) error {
+	s := &Socket{Info: info, conn: c, rooms: make(map[string]struct{})}
+	h.mu.Lock()
+	if _, dup := h.sockets[info.ID]; dup {
+		h.mu.Unlock()
+		return fmt.Errorf("hub: duplicate socket id %q", info.ID)
+	}
+	h.sockets[info.ID] = s
+	h.mu.Unlock()
+	if err := h.join(ctx, s, info.ID); err != nil {
+		h.Remove(ctx, info.ID)
+		return err
+	}
+	if info.UserID != "" {
+		if err := h.join(ctx, s, UserRoom(info.UserID)); err != nil {
+			h.Remove(ctx, info.ID)
+			return err
+		}
+	}
+	return nil
+}
+
+// Remove forgets a socket and leaves all its rooms.
+func (h *Hub) Remove(ctx context.Context, socketID string) {
+	h.mu.Lock()
+	s, ok := h.sockets[socketID]
+	if !ok {
+		h.mu.Unlock()
+		return
+	}
+	delete(h.sockets, socketID)
+	var emptied []string
+	for room := range s.rooms {
+		if h.removeMember(room, s) {
+			emptied = append(emptied, room)
+		}
+	}
+	s.rooms = nil
+	h.mu.Unlock()
+	h.unsubscribe(ctx, emptied)
+}
+
+// Get returns the socket's info if it is on this instance.
+func (h *Hub) Get(socketID string) (sdk.Socket, bool) {
+	h.mu.RLock()
+	defer h.mu.RUnlock()
+	s, ok := h.sockets[socketID]
+	if !ok {
+		return sdk.Socket{}, false
+	}
+	return s.Info, true
+}
+
+// Sockets lists this instance's sockets.
+func (h *Hub) Sockets() []sdk.Socket {
+	h.mu.RLock()
+	defer h.mu.RUnlock()
+	out := make([]sdk.Socket, 0, len(h.sockets))
+	for _, s := range h.sockets {
+		out = append(out, s.Info)
+	}
+	return out
+}
+
+// Count is the number of sockets on this instance.
+func (h *Hub) Count() int {
+	h.mu.RLock()
+	defer h.mu.RUnlock()
+	return len(h.sockets)
+}
+
+// RoomSize is the number of local members of a room.
+func (h *Hub) RoomSize(room string) int {
+	h.mu.RLock()
+	defer h.mu.RUnlock()
+	return len(h.rooms[room])
+}
+
+// Rooms lists a local socket's rooms.
+func (h *Hub) Rooms(socketID string) []string {
+	h.mu.RLock()
+	defer h.mu.RUnlock()
+	s, ok := h.sockets[socketID]
+	if !ok {
+		return nil
+	}
+	out := make([]string, 0, len(s.rooms))
+	for r := range s.rooms {
+		out = append(out, r)
+	}
+	return out
+}
+
+// owner is the instance id a socket id belongs to ("" if unknown form).
+func (h *Hub) owner(socketID string) string {
+	if len(socketID) >= len(h.instance) && len(h.instance) > 0 {
+		return socketID[:len(h.instance)]
+	}
+	return ""
+}
+
+// Join puts a socket in a room. For a socket on another instance the request
+// is forwarded to its instance.
+func (h *Hub) Join(ctx context.Context, socketID, room string) error {
+	h.mu.RLock()
+	s, ok := h.sockets[socketID]
+	h.mu.RUnlock()
+	if !ok {
+		return h.forward(ctx, socketID, InstanceMessage{Op: "join", SocketID: socketID, Room: room})
+	}
+	return h.join(ctx, s, room)
+}
+
+func (h *Hub) join(ctx context.Context, s *Socket, room string) error {
+	h.mu.Lock()
+	if s.rooms == nil { // removed meanwhile
+		h.mu.Unlock()
+		return ErrUnknownSocket
+	}
+	if _, in := s.rooms[room]; in {
+		h.mu.Unlock()
+		return nil
+	}
+	members := h.rooms[room]
+	first := members == nil
+	if first {
+		members = make(map[*Socket]struct{})
+		h.rooms[room] = members
+	}
+	members[s] = struct{}{}
+	s.rooms[room] = struct{}{}
+	h.mu.Unlock()
+	if first && h.remote != nil && room != s.Info.ID {
+		// Socket-id rooms are reached through the instance channel instead.
+		h.subMu.Lock()
+		defer h.subMu.Unlock()
+		h.mu.RLock()
+		still := len(h.rooms[room]) > 0
+		h.mu.RUnlock()
+		if still && !h.subscribed[room] {
+			if err := h.remote.Subscribe(ctx, room); err != nil {
+				return fmt.Errorf("hub: subscribe room %q: %w", room, err)
+			}
+			h.subscribed[room] = true
+		}
+	}
+	return nil
+}
+
+// Leave takes a socket out of a room.
+func (h *Hub) Leave(ctx context.Context, socketID, room string) error {
+	h.mu.Lock()
+	s, ok := h.sockets[socketID]
+	if !ok {
+		h.mu.Unlock()
+		return h.forward(ctx, socketID, InstanceMessage{Op: "leave", SocketID: socketID, Room: room})
+	}
+	if _, in := s.rooms[room]; !in {
+		h.mu.Unlock()
+		return nil
+	}
+	delete(s.rooms, room)
+	emptied := h.removeMember(room, s)
+	h.mu.Unlock()
+	if emptied {
+		h.unsubscribe(ctx, []string{room})
+	}
+	return nil
+}
+
+// removeMember must be called with h.mu held; it reports whether the room emptied.
+func (h *Hub) removeMember(room string, s *Socket) bool {
+	members := h.rooms[room]
+	delete(members, s)
+	if len(members) == 0 {
+		delete(h.rooms, room)
+		return true
+	}
+	return false
+}
+
+func (h *Hub) unsubscribe(ctx context.Context, rooms []string) {
+	if h.remote == nil {
+		return
+	}
+	h.subMu.Lock()
+	defer h.subMu.Unlock()
+	for _, room := range rooms {
+		h.mu.RLock()
+		again := len(h.rooms[room]) > 0
+		h.mu.RUnlock()
+		if again || !h.subscribed[room] {
+			continue
+		}
+		delete(h.subscribed, room)
+		if err := h.remote.Unsubscribe(ctx, room); err != nil {
+			h.log.Warn("hub: unsubscribe failed", "room", room, "err", err)
+		}
+	}
+}
+
+// Disconnect closes a socket's namespace, here or on its instance.
+func (h *Hub) Disconnect(ctx context.Context, socketID string) error {
+	h.mu.RLock()
+	s, ok := h.sockets[socketID]
+	h.mu.RUnlock()
+	if !ok {
+		return h.forward(ctx, socketID, InstanceMessage{Op: "disconnect", SocketID: socketID})
+	}
+	s.conn.Disconnect()
+	return nil
+}
+
+func (h *Hub) forward(ctx context.Context, socketID string, m InstanceMessage) error {
+	owner := h.owner(socketID)
+	if h.remote == nil || owner == "" || owner == h.instance {
+		return fmt.Errorf("%w: %q", ErrUnknownSocket, socketID)
+	}
+	return h.remote.PublishInstance(ctx, owner, m)
+}
+
+// Emit delivers event(args...) to the target on every instance.
+func (h *Hub) Emit(ctx context.Context, to sdk.Target, event string, args []json.RawMessage) error {
+	frame := h.encode(event, args)
+	switch to.Kind {
+	case sdk.ToSocket:
+		return h.EmitFrameToSocket(ctx, to.ID, frame)
+	case sdk.ToRoom:
+		return h.EmitFrameToRoom(ctx, to.ID, frame)
+	case sdk.ToUser:
+		return h.EmitFrameToRoom(ctx, UserRoom(to.ID), frame)
+	}
+	return fmt.Errorf("hub: unknown target kind %d", to.Kind)
+}
+
+// EmitFrameToSocket sends an encoded frame to one socket, wherever it is.
+func (h *Hub) EmitFrameToSocket(ctx context.Context, socketID string, frame []byte) error {
+	h.mu.RLock()
+	s, ok := h.sockets[socketID]
+	h.mu.RUnlock()
+	if ok {
+		return s.conn.Send(frame)
+	}
+	return h.forward(ctx, socketID, InstanceMessage{Op: "emit", SocketID: socketID, Frame: frame})
+}
+
+// EmitFrameToRoom sends an encoded frame to the room's members here and, through
+// Redis, on every other instance.
+func (h *Hub) EmitFrameToRoom(ctx context.Context, room string, frame []byte) error {
+	h.DeliverLocal(room, frame)
+	if h.remote != nil {
+		if err := h.remote.PublishRoom(ctx, room, frame); err != nil {
+			return fmt.Errorf("hub: publish to room %q: %w", room, err)
+		}
+	}
+	return nil
+}
+
+// DeliverLocal sends a frame to this instance's members of a room.
+func (h *Hub) DeliverLocal(room string, frame []byte) int {
+	h.mu.RLock()
+	members := h.rooms[room]
+	conns := make([]Conn, 0, len(members))
+	for s := range members {
+		conns = append(conns, s.conn)
+	}
+	h.mu.RUnlock()
+	for _, c := range conns {
+		_ = c.Send(frame) // a failed send closes the conn itself (slow consumer)
+	}
+	return len(conns)
+}
+
+// HandleInstanceMessage applies a message another instance addressed to one of
+// this instance's sockets.
+func (h *Hub) HandleInstanceMessage(ctx context.Context, m InstanceMessage) {
+	var err error
+	switch m.Op {
+	case "emit":
+		h.mu.RLock()
+		s, ok := h.sockets[m.SocketID]
+		h.mu.RUnlock()
+		if ok {
+			err = s.conn.Send(m.Frame)
+		}
+	case "join":
+		err = h.Join(ctx, m.SocketID, m.Room)
+	case "leave":
+		err = h.Leave(ctx, m.SocketID, m.Room)
+	case "disconnect":
+		if _, ok := h.Get(m.SocketID); ok {
+			err = h.Disconnect(ctx, m.SocketID)
+		}
+	default:
+		err = fmt.Errorf("unknown op %q", m.Op)
+	}
+	if err != nil && !errors.Is(err, ErrUnknownSocket) {
+		h.log.Debug("hub: instance message failed", "op", m.Op, "socket", m.SocketID, "err", err)
+	}
+}
