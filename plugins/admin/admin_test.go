@@ -1,0 +1,180 @@
+package admin
+
+import (
+	"context"
+	"encoding/json"
+	"net/http"
+	"net/url"
+	"strings"
+	"testing"
+
+	"github.com/clowdr/realtime/plugins/sdk"
+	"github.com/clowdr/realtime/plugins/sdk/sdktest"
+)
+
+func start(t *testing.T, cfg string) (*Plugin, *sdktest.Host) {
+	t.Helper()
+	h := sdktest.NewHost()
+	t.Cleanup(h.Close)
+	p := New()
+	if err := p.Start(context.Background(), h, json.RawMessage(cfg)); err != nil {
+		t.Fatal(err)
+	}
+	return p, h
+}
+
+func do(t *testing.T, p *Plugin, method, target string, header http.Header, body string) sdk.HTTPResponse {
+	t.Helper()
+	u, err := url.Parse(target)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if header == nil {
+		header = http.Header{}
+	}
+	resp, err := p.OnHTTP(context.Background(), sdk.HTTPRequest{
+		Method: method, Path: u.Path, Query: u.Query(), Header: header, Body: []byte(body), RemoteAddr: "10.0.0.1:1234",
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return resp
+}
+
+func TestSecrets(t *testing.T) {
+	p, _ := start(t, `{"summary_secret":"s3cret","flush_secret":"f1ush","failures_per_minute":100}`)
+	none, _ := start(t, `{}`)
+	hdr := func(k, v string) http.Header { h := http.Header{}; h.Set(k, v); return h }
+	cases := []struct {
+		name   string
+		p      *Plugin
+		path   string
+		header http.Header
+		status int
+		body   string
+	}{
+		{"summary no secret configured", none, "/summary", nil, 403, "No secret configured"},
+		{"flush no secret configured", none, "/flush", nil, 403, "No secret configured"},
+		{"summary missing", p, "/summary", nil, 403, "Secret mismatch"},
+		{"summary wrong header", p, "/summary", hdr("x-hasura-presence-summary-secret", "nope"), 403, "Secret mismatch"},
+		{"summary flush secret is not summary secret", p, "/summary", hdr("x-hasura-presence-summary-secret", "f1ush"), 403, "Secret mismatch"},
+		{"summary header ok", p, "/summary", hdr("x-hasura-presence-summary-secret", "s3cret"), 200, `"total_unique_tabs":0`},
+		{"summary query ok", p, "/summary?secret=s3cret", nil, 200, `"pages":{}`},
+		{"query wins over header", p, "/summary?secret=bad", hdr("x-hasura-presence-summary-secret", "s3cret"), 403, "Secret mismatch"},
+		{"flush header ok", p, "/flush", hdr("x-hasura-presence-flush-secret", "f1ush"), 200, `{"ok":"OK"}`},
+		{"flush wrong", p, "/flush", hdr("x-hasura-presence-flush-secret", "s3cret"), 403, "Secret mismatch"},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			r := do(t, c.p, http.MethodPost, c.path, c.header, "")
+			if r.Status != c.status || !strings.Contains(string(r.Body), c.body) {
+				t.Fatalf("got %d %q, want %d containing %q", r.Status, r.Body, c.status, c.body)
+			}
+		})
+	}
+}
+
+func TestFailedAttemptsAreRateLimited(t *testing.T) {
+	p, _ := start(t, `{"summary_secret":"s3cret","failures_per_minute":3}`)
+	codes := []int{}
+	for i := 0; i < 5; i++ {
+		codes = append(codes, do(t, p, http.MethodPost, "/summary?secret=wrong", nil, "").Status)
+	}
+	if codes[0] != 403 || codes[4] != 429 {
+		t.Fatalf("codes %v: want 403 first and 429 once over the limit", codes)
+	}
+	// Even the right secret waits out the limit from that address.
+	if c := do(t, p, http.MethodPost, "/summary?secret=s3cret", nil, "").Status; c != 429 {
+		t.Fatalf("right secret while limited: %d", c)
+	}
+}
+
+func seedPresence(t *testing.T, h *sdktest.Host) {
+	t.Helper()
+	ctx := context.Background()
+	cmds := [][]any{
+		{"SADD", "PresenceList:aaa", "alice", "bob"},
+		{"SADD", "PresenceList:bbb", "alice"},
+		{"ZADD", "PresenceList:aaa:UserSessions:alice", 1, "sock1"},
+		{"SADD", "SessionLists:sock1", "aaa"},
+		{"ZADD", "Presence.Sockets", 1, "sock1"},
+		{"SET", "unrelated", "x"},
+	}
+	for _, c := range cmds {
+		if _, err := h.Store().Do(ctx, c...); err != nil {
+			t.Fatal(err)
+		}
+	}
+}
+
+func TestSummaryAndFlush(t *testing.T) {
+	p, h := start(t, `{"summary_secret":"s","flush_secret":"f"}`)
+	seedPresence(t, h)
+	r := do(t, p, http.MethodPost, "/summary?secret=s", nil, `{"action":{"name":"presence_Summary"},"input":{}}`)
+	var s Summary
+	if err := json.Unmarshal(r.Body, &s); err != nil {
+		t.Fatal(err)
+	}
+	want := Summary{TotalUniqueTabs: 3, TotalUniqueUserIDs: 2, Pages: map[string]int{"PresenceList:aaa": 2, "PresenceList:bbb": 1}}
+	if s.TotalUniqueTabs != want.TotalUniqueTabs || s.TotalUniqueUserIDs != want.TotalUniqueUserIDs || len(s.Pages) != 2 ||
+		s.Pages["PresenceList:aaa"] != 2 || s.Pages["PresenceList:bbb"] != 1 {
+		t.Fatalf("summary %+v, want %+v", s, want)
+	}
+
+	r = do(t, p, http.MethodPost, "/flush?secret=f", nil, "")
+	if r.Status != 200 || string(r.Body) != `{"ok":"OK"}` {
+		t.Fatalf("flush: %d %s", r.Status, r.Body)
+	}
+	keys, err := sdk.Strings(h.Store().Do(context.Background(), "KEYS", "*"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(keys) != 1 || keys[0] != "unrelated" {
+		t.Fatalf("after flush keys = %v, want only the unrelated key", keys)
+	}
+}
+
+func TestAdminPageLogin(t *testing.T) {
+	off, _ := start(t, `{}`)
+	if r := do(t, off, http.MethodGet, "/admin", nil, ""); r.Status != 403 {
+		t.Fatalf("admin without secret configured: %d", r.Status)
+	}
+	p, h := start(t, `{"admin_secret":"adm","failures_per_minute":100}`)
+	seedPresence(t, h)
+	r := do(t, p, http.MethodGet, "/admin", nil, "")
+	if r.Status != 200 || !strings.Contains(string(r.Body), `action="/admin/login"`) {
+		t.Fatalf("unauthenticated /admin should show the login form: %d", r.Status)
+	}
+	if r := do(t, p, http.MethodGet, "/admin/api/state", nil, ""); r.Status != 401 {
+		t.Fatalf("state without login: %d", r.Status)
+	}
+	if r := do(t, p, http.MethodPost, "/admin/login", nil, "secret=wrong"); r.Status != 403 || !strings.Contains(string(r.Body), "Wrong secret") {
+		t.Fatalf("wrong login: %d", r.Status)
+	}
+	r = do(t, p, http.MethodPost, "/admin/login", nil, "secret=adm")
+	if r.Status != http.StatusSeeOther {
+		t.Fatalf("login: %d", r.Status)
+	}
+	cookie := r.Header.Get("Set-Cookie")
+	if !strings.Contains(cookie, "HttpOnly") || strings.Contains(cookie, "adm;") {
+		t.Fatalf("cookie %q: want HttpOnly and not the secret itself", cookie)
+	}
+	hdr := http.Header{"Cookie": {strings.Split(cookie, ";")[0]}}
+	r = do(t, p, http.MethodGet, "/admin/api/state", hdr, "")
+	if r.Status != 200 {
+		t.Fatalf("state with cookie: %d %s", r.Status, r.Body)
+	}
+	var st State
+	if err := json.Unmarshal(r.Body, &st); err != nil {
+		t.Fatal(err)
+	}
+	if st.Totals.Users != 2 || len(st.Pages) != 2 || st.Pages[0].Key != "PresenceList:aaa" || st.Pages[0].Users != 2 {
+		t.Fatalf("state %+v", st)
+	}
+	if r := do(t, p, http.MethodGet, "/admin/static/app.js", nil, ""); r.Status != 200 || r.Header.Get("Content-Type") != "text/javascript; charset=utf-8" {
+		t.Fatalf("static js: %d %q", r.Status, r.Header.Get("Content-Type"))
+	}
+	if r := do(t, p, http.MethodGet, "/admin/static/../admin.go", nil, ""); r.Status != 404 {
+		t.Fatalf("path traversal: %d", r.Status)
+	}
+}
