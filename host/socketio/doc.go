@@ -1,0 +1,108 @@
+// Package socketio is a small Engine.IO v4 / Socket.IO v5 server over
+// github.com/lxzan/gws, wire-compatible with socket.io-client 4.x using the
+// websocket transport (the only one the original service enabled).
+//
+// Scope: namespace "/" only, websocket transport only, text frames only (no
+// binary events), no server-requested acks (the server answers client acks
+// with Conn.Ack). Rooms and broadcast live above this package: encode a frame
+// once (EncodeEvent) and Conn.Send it to many connections.
+//
+// # Connection life cycle
+//
+//  1. GET /socket.io/?EIO=4&transport=websocket with a websocket upgrade is
+//     upgraded; the server sends the open packet
+//     `0{"sid":..,"upgrades":[],"pingInterval":25000,"pingTimeout":5000,"maxPayload":1000000}`.
+//  2. The client's `40{auth}` runs Handler.Authenticate on the read
+//     goroutine (nothing else is read meanwhile, so no event is lost). nil
+//     sends `40{"sid":..}` and calls OnConnected; *ConnectError sends
+//     `44{"message":..,"data":..}` (the client may retry, at most 5 CONNECTs
+//     per connection); ErrAcceptThenDisconnect sends `40{"sid"}` and `41`.
+//  3. `42[...]` / `42<id>[...]` call OnEvent in arrival order.
+//  4. OnDisconnect is called exactly once for every socket that got
+//     OnConnected, after its last OnEvent, on the same goroutine.
+//
+// Heartbeat: one goroutine per Server (started with the first connection,
+// stopped when none is left) sends `2` every PingInterval and closes a
+// connection with reason "ping timeout" when no frame at all arrived within
+// PingTimeout after a ping (the ping timeout is suspended while
+// Authenticate runs). The same goroutine closes connections that did not
+// complete a CONNECT within ConnectTimeout. There is no per-connection
+// goroutine besides gws's ReadLoop (and gws's on-demand writer).
+//
+// Back-pressure: every Send is an asynchronous gws write; a connection with
+// more than OutboundQueue unwritten frames is closed at once (TCP close, no
+// close frame) with reason "slow consumer". Graceful closes queue a websocket
+// close frame behind pending frames and close the TCP connection after 2s if
+// the frame could not be written.
+//
+// # HTTP answers (engine.io error codes)
+//
+//	transport missing or not "websocket"  400 {"code":0,"message":"Transport unknown"}
+//	?sid= present (polling upgrade)        400 {"code":1,"message":"Session ID unknown"}
+//	method not GET                         400 {"code":2,"message":"Bad handshake method"}
+//	Origin not allowed                     403 {"code":4,"message":"Forbidden"}
+//	EIO missing or not 4                   400 {"code":5,"message":"Unsupported protocol version"}
+//	not a websocket upgrade                400 {"code":3,"message":"Bad request"}
+//	after Shutdown began                   503 {"code":3,"message":"Server shutting down"}
+//
+// Checks run in that order (engine.io's order: transport, sid, method,
+// allowRequest, protocol version). A 403 for a refused Origin is what
+// engine.io answers when allowRequest refuses. Requests without an Origin
+// header (non-browser clients) are allowed; origins are compared on
+// lower-cased scheme://host[:port] with default ports dropped.
+//
+// # Bad input
+//
+// Every case below is counted in realtime_socketio_malformed_packets_total
+// with the given reason label and logged with the connection id and the first
+// 128 bytes of the frame: at debug level when ignored, at warn when the
+// connection is closed. "close" means a websocket close frame with the given
+// code and disconnect reason "parse error". socket.io itself closes the
+// connection on every packet its parser rejects, and so do we.
+//
+//	input                                          reason label               outcome
+//	binary websocket frame                         binary_frame               close 1003
+//	empty text frame                               engine_empty               close 1002
+//	Engine.IO type not 1-6 (incl. client "0")      engine_unknown_type        close 1002
+//	Engine.IO "5" upgrade (no upgrades offered)    engine_unexpected_upgrade  ignore
+//	Engine.IO "2" ping from client                 -                          answered "3"+payload
+//	Engine.IO "1" close                            -                          close 1000, reason "transport close"
+//	Socket.IO packet empty ("4")                   empty                      close 1002
+//	unknown Socket.IO type                         unknown_type               close 1002
+//	BINARY_EVENT / BINARY_ACK (5, 6)               binary_unsupported         close 1002
+//	ack id overflowing int64, ack id on CONNECT/
+//	  DISCONNECT/CONNECT_ERROR, ACK without id     bad_ack_id                 close 1002
+//	invalid UTF-8                                  invalid_utf8               close (gws: 1007)
+//	JSON nested deeper than 32                     too_deep                   close 1002
+//	invalid JSON                                   bad_json                   close 1002
+//	payload shape wrong for the type (EVENT not a
+//	  non-empty array, CONNECT not an object, ...)  bad_payload                close 1002
+//	EVENT whose first element is not a string      event_name_not_string      close 1002
+//	CONNECT to a namespace other than "/"          invalid_namespace          answer 44/ns,{"message":"Invalid namespace"}
+//	other packet on a namespace other than "/"     wrong_namespace            ignore
+//	EVENT before a successful CONNECT              event_before_connect       ignore
+//	DISCONNECT before CONNECT                      disconnect_before_connect  ignore
+//	second CONNECT when connected                  duplicate_connect          ignore
+//	more than 5 CONNECT attempts                   too_many_connect_attempts  close 1002
+//	ACK from client (server never asks for acks)   unexpected_ack             ignore
+//	CONNECT_ERROR from client                      unexpected_connect_error   ignore
+//	frame larger than MaxPayload                   too_large                  close (gws: 1009), reason "transport error"
+//	websocket protocol violation                   ws_protocol_error          close (gws: 1002), reason "transport error"
+//
+// A panic in a Handler method is recovered, logged, and closes the
+// connection (1011, reason "internal error"); gws's Recovery guards the rest.
+//
+// # Drain (Server.Shutdown)
+//
+// Shutdown refuses new upgrades with 503, then for every connection queues
+// the Engine.IO close packet `1` and a websocket close frame 1012 (service
+// restart) behind its pending frames; OnDisconnect gets "server shutting
+// down". It deliberately does not send the Socket.IO DISCONNECT `41`:
+// socket.io-client handles `41` as "io server disconnect", destroys the
+// socket and does not reconnect, whereas a closed transport is reported as
+// "transport close" and triggers the Manager's automatic reconnection, which
+// the load balancer sends to another node. (engine.io-client ignores the `1`
+// packet on the websocket transport; it is sent for other clients.)
+// Shutdown waits until every connection has closed, or until its context
+// ends, in which case the remaining TCP connections are closed at once.
+package socketio
