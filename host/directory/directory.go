@@ -1,0 +1,56 @@
+package directory
+
+import (
+	"fmt"
+	"log/slog"
+
+	"github.com/clowdr/realtime/host/config"
+	"github.com/clowdr/realtime/plugins/sdk"
+)
+
+// Backend names, as config's directory.backend spells them.
+const (
+	BackendStatic = "static"
+	BackendHasura = "hasura"
+)
+
+// TestConferenceSlug is the conference every user belongs to in test mode (the
+// original's TEST_MODE).
+const TestConferenceSlug = "test-conference-slug"
+
+// Named is implemented by every backend: Name returns the backend name.
+type Named interface {
+	Name() string
+}
+
+// New builds the directory that cfg selects: cfg.Backend "static" or "hasura";
+// "" picks hasura when cfg.GraphQLDomain is set, else static. The hasura
+// backend caches its answers in store, which must not be nil for it. The
+// result also implements Named.
+func New(cfg config.DirectoryConfig, store sdk.Store, logger *slog.Logger) (sdk.Directory, error) {
+	if logger == nil {
+		logger = slog.New(slog.DiscardHandler)
+	}
+	backend := cfg.Backend
+	if backend == "" {
+		backend = BackendStatic
+		if cfg.GraphQLDomain != "" {
+			backend = BackendHasura
+		}
+	}
+	switch backend {
+	case BackendStatic:
+		d := NewStatic(cfg)
+		logger.Info("directory: static", "conferences", d.conferences, "chairs", len(d.chairs))
+		return d, nil
+	case BackendHasura:
+		d, err := NewHasura(cfg, store, logger)
+		if err != nil {
+			return nil, err
+		}
+		logger.Info("directory: hasura", "endpoint", d.endpoint, "cache_ttl", d.ttl)
+		return d, nil
+	default:
+		return nil, fmt.Errorf("directory: unknown backend %q (want %q or %q)", backend, BackendStatic, BackendHasura)
+	}
+}

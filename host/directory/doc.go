@@ -1,0 +1,37 @@
+// Package directory answers who a user is and what they may see: the
+// conferences a user belongs to (resolved before a socket's CONNECT is
+// answered), chat read/write permissions, registrants, event access and event
+// chairs. It implements sdk.Directory with two backends, chosen by
+// directory.backend:
+//
+//   - static: from config alone, for local runs and tests (see Static for its
+//     rules; TEST_MODE gives every user the conference "test-conference-slug").
+//   - hasura: Clowdr's Hasura GraphQL API at
+//     http(s)://<graphql_domain>/v1/graphql with the x-hasura-admin-secret
+//     header, using the original service's queries (queries.go) and its
+//     permission rules (§7 of the spec), with these differences:
+//   - cached answers really expire after directory.cache_ttl (the original set
+//     a ~52-year TTL by mistake); "not found" is cached for a fifth of it, at
+//     most 30 s;
+//   - a negative permission answer from the cache is re-checked against Hasura
+//     once, as the original did, but at most once per 10 s per entry across
+//     all instances (a marker key), so a client cannot turn denied requests
+//     into a stream of GraphQL queries;
+//   - concurrent lookups of one entry in a process share one request; every
+//     request is bounded (5 s) and its failure is an error, never "allowed";
+//   - ids that cannot be Hasura uuids are answered "no" without a request;
+//   - IsEventChair is enforced: CONFERENCE_MANAGE_SCHEDULE in the event's
+//     conference, or program person with role CHAIR (the original had none).
+//
+// # Cache
+//
+// Entries live in the Store at caches:<Name>:<key> in the original's format,
+// JSON {"fetchedAt": <unix ms>, "value": "<JSON of the value>" | "undefined"},
+// with a PX TTL. Names (the Cache* constants): ConferenceSlugs and
+// UserPermission by user id, ChatInfo by chat id, RegistrantInfo by registrant
+// id, EventInfo and EventChairs by event id. Values have the original's shapes
+// (§7.1), e.g. ChatInfo {restrictToAdmins, conference{id,slug,shortName},
+// items[], rooms[{id,name,managementMode,people[{registrantId,userId}]}]}.
+// Webhooks that see the data change call (*Hasura).Invalidate. A Store outage
+// only costs the cache: lookups then go to Hasura directly.
+package directory
