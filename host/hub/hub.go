@@ -340,6 +340,9 @@ func (h *Hub) Emit(ctx context.Context, to sdk.Target, event string, args []json
 		return h.EmitFrameToRoom(ctx, to.ID, frame)
 	case sdk.ToUser:
 		return h.EmitFrameToRoom(ctx, UserRoom(to.ID), frame)
+	case sdk.ToLocalRoom:
+		h.DeliverLocal(to.ID, frame)
+		return nil
 	}
 	return fmt.Errorf("hub: unknown target kind %d", to.Kind)
 }

@@ -1,23 +1,3 @@
-// Package sdk is what a realtime plugin imports.
-//
-// A plugin is a realtime feature (presence, chat, admin, ...) that the host loads
-// when config.yaml enables it. The host owns every connection to the outside world
-// (websockets, Redis, RabbitMQ, Hasura, Auth0); a plugin sees sockets, rooms, a
-// Redis-like Store, a message bus and a directory only through the Host interface.
-//
-// The same Plugin runs in two modes, chosen by config (plugins.<name>.mode):
-//
-//   - subprocess (default): the host starts the plugin as a child process through
-//     hashicorp/go-plugin and talks gRPC to it (see grpc.go); a crash of the plugin
-//     never takes the host or its sockets down, and the host restarts it.
-//   - inprocess: the host calls the Plugin directly; faster, no isolation.
-//
-// A plugin's main is one line: sdk.Serve(myPlugin). Built-in plugins are
-// registered with sdk.Register in an init() and served by the host binary itself.
-//
-// Ordering: events, connects and disconnects of one socket reach a plugin in the
-// order the client sent them. Different sockets are handled concurrently, so a
-// plugin must be safe for concurrent use.
 package sdk
 
 import (
@@ -170,12 +150,17 @@ const (
 	ToRoom
 	// ToUser targets every socket of a user, on every instance.
 	ToUser
+	// ToLocalRoom targets the room's members on this instance only: for a
+	// plugin that consumes a per-instance bus queue and fans out locally, so
+	// each member gets a message once however many instances consume it.
+	ToLocalRoom
 )
 
 // SocketTarget, RoomTarget and UserTarget build Targets.
-func SocketTarget(id string) Target   { return Target{Kind: ToSocket, ID: id} }
-func RoomTarget(room string) Target   { return Target{Kind: ToRoom, ID: room} }
-func UserTarget(userID string) Target { return Target{Kind: ToUser, ID: userID} }
+func SocketTarget(id string) Target      { return Target{Kind: ToSocket, ID: id} }
+func RoomTarget(room string) Target      { return Target{Kind: ToRoom, ID: room} }
+func UserTarget(userID string) Target    { return Target{Kind: ToUser, ID: userID} }
+func LocalRoomTarget(room string) Target { return Target{Kind: ToLocalRoom, ID: room} }
 
 // Host is what the host offers a plugin. Safe for concurrent use.
 type Host interface {

@@ -1,0 +1,7 @@
+// Package builtin registers the plugins that ship inside the realtime binary.
+// Import it for its side effect; each plugin's init() calls sdk.Register.
+package builtin
+
+import (
+	_ "github.com/clowdr/realtime/plugins/echo" // the example plugin
+)
