@@ -162,7 +162,7 @@ func newHub(lc fx.Lifecycle, inst Instance, s *store.Store, log *slog.Logger) (*
 
 func newPlugins(lc fx.Lifecycle, cfg *config.Config, inst Instance, h *hub.Hub, s *store.Store, b bus.Bus, d sdk.Directory, log *slog.Logger, reg prometheus.Registerer) (*pluginhost.Manager, error) {
 	svc := &services{hub: h, store: s, bus: b, dir: d, log: log, instance: inst.ID}
-	m, err := pluginhost.New(cfg.Plugins, cfg.PluginConfigJSON, svc, log.With("component", "plugins"), reg)
+	m, err := pluginhost.New(cfg.Plugins, pluginConfigJSON(cfg), svc, log.With("component", "plugins"), reg)
 	if err != nil {
 		return nil, err
 	}

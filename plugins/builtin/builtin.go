@@ -3,5 +3,7 @@
 package builtin
 
 import (
-	_ "github.com/clowdr/realtime/plugins/echo" // the example plugin
+	_ "github.com/clowdr/realtime/plugins/admin" // POST /summary, POST /flush, /admin
+	_ "github.com/clowdr/realtime/plugins/chat"  // chat messages, reactions, unread counts
+	_ "github.com/clowdr/realtime/plugins/echo"  // the example plugin
 )

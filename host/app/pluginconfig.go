@@ -1,0 +1,75 @@
+package app
+
+import (
+	"encoding/json"
+	"fmt"
+
+	"github.com/clowdr/realtime/host/config"
+)
+
+// hostProvided lists, per plugin, config keys the host fills from its own
+// settings when plugins.<name>.config leaves them unset. Plugins never read
+// the host's environment (they run with SkipHostEnv), so this is how the
+// original's secrets (SECRET_FOR_SUMMARY, EVENT_SECRET, ...) reach the
+// plugins that check them.
+func hostProvided(cfg *config.Config) map[string]map[string]any {
+	graphqlURL := ""
+	if cfg.Directory.GraphQLDomain != "" {
+		scheme := "https"
+		if !cfg.Directory.GraphQLSecure {
+			scheme = "http"
+		}
+		graphqlURL = scheme + "://" + cfg.Directory.GraphQLDomain + "/v1/graphql"
+	}
+	hasura := map[string]any{"graphql_url": graphqlURL, "admin_secret": cfg.Directory.AdminSecret}
+	with := func(m map[string]any, extra map[string]any) map[string]any {
+		out := map[string]any{}
+		for k, v := range m {
+			out[k] = v
+		}
+		for k, v := range extra {
+			out[k] = v
+		}
+		return out
+	}
+	return map[string]map[string]any{
+		"admin": {
+			"summary_secret": cfg.Secrets.Summary,
+			"flush_secret":   cfg.Secrets.Flush,
+			"admin_secret":   cfg.Secrets.Admin,
+		},
+		"chat":      with(hasura, map[string]any{"event_secret": cfg.Secrets.Event}),
+		"handraise": {"event_secret": cfg.Secrets.Event},
+		"push":      with(hasura, map[string]any{"event_secret": cfg.Secrets.Event}),
+		"analytics": hasura,
+	}
+}
+
+// pluginConfigJSON returns plugins.<name>.config as JSON with the
+// host-provided keys filled in where unset and non-empty.
+func pluginConfigJSON(cfg *config.Config) func(string) (json.RawMessage, error) {
+	provided := hostProvided(cfg)
+	return func(name string) (json.RawMessage, error) {
+		raw, err := cfg.PluginConfigJSON(name)
+		if err != nil {
+			return nil, err
+		}
+		extra := provided[name]
+		if len(extra) == 0 {
+			return raw, nil
+		}
+		m := map[string]any{}
+		if len(raw) > 0 {
+			if err := json.Unmarshal(raw, &m); err != nil {
+				return nil, fmt.Errorf("plugins.%s.config: %w", name, err)
+			}
+		}
+		for k, v := range extra {
+			if _, set := m[k]; set || v == "" {
+				continue
+			}
+			m[k] = v
+		}
+		return json.Marshal(m)
+	}
+}

@@ -1,0 +1,165 @@
+package chat
+
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"math"
+	"net/url"
+	"strings"
+	"time"
+)
+
+// Config is the plugin's configuration (plugins.chat.config, as JSON). Every
+// key is optional; zero values take the defaults below.
+type Config struct {
+	// EventSecret guards the Hasura webhook routes (header
+	// x-hasura-event-secret). The host injects EVENT_SECRET here. Empty means
+	// every webhook call is refused with 401.
+	EventSecret string `json:"event_secret"`
+	// MaxMessageBytes bounds the JSON of one chat.messages.send or
+	// chat.reactions.send action (default 16384).
+	MaxMessageBytes int `json:"max_message_bytes"`
+	// SendsPerSecond is the sustained rate of sends (messages and reactions
+	// together) one socket may make (default 10).
+	SendsPerSecond float64 `json:"sends_per_second"`
+	// SendBurst is the burst of sends one socket may make (default 20).
+	SendBurst int `json:"send_burst"`
+	// NotifyDelay is how long after a confirmed publish unread counts and
+	// notifications are computed, as a Go duration string (default "1500ms",
+	// as the original; "0s" runs them at once).
+	NotifyDelay Duration `json:"notify_delay"`
+	// MessageRecordTTL is how long the sender of a message or reaction is
+	// remembered for UPDATE/DELETE permission checks (default "720h").
+	MessageRecordTTL Duration `json:"message_record_ttl"`
+	// Moderators are the user ids that get "Message reported" notifications
+	// from POST /chat/flag/inserted.
+	Moderators []string `json:"moderators"`
+	// Writeback declares and consumes the durable chat.messages.writeback and
+	// chat.reactions.writeback queues and writes their messages to Hasura
+	// (requires GraphQLURL).
+	Writeback bool `json:"writeback"`
+	// GraphQLURL is Hasura's GraphQL endpoint for the writeback.
+	GraphQLURL string `json:"graphql_url"`
+	// AdminSecret is sent as x-hasura-admin-secret by the writeback.
+	AdminSecret string `json:"admin_secret"`
+}
+
+// Defaults of the Config fields.
+const (
+	// DefaultMaxMessageBytes is the default of max_message_bytes.
+	DefaultMaxMessageBytes = 16384
+	// DefaultSendsPerSecond is the default of sends_per_second.
+	DefaultSendsPerSecond = 10
+	// DefaultSendBurst is the default of send_burst.
+	DefaultSendBurst = 20
+	// DefaultNotifyDelay is the default of notify_delay (the original's 1500 ms).
+	DefaultNotifyDelay = 1500 * time.Millisecond
+	// DefaultMessageRecordTTL is the default of message_record_ttl.
+	DefaultMessageRecordTTL = 720 * time.Hour
+)
+
+// Duration is a time.Duration written as a Go duration string ("1500ms").
+type Duration struct {
+	D   time.Duration
+	Set bool
+}
+
+// UnmarshalJSON accepts a duration string such as "1.5s".
+func (d *Duration) UnmarshalJSON(b []byte) error {
+	if bytes.Equal(bytes.TrimSpace(b), []byte("null")) {
+		*d = Duration{}
+		return nil
+	}
+	var s string
+	if err := json.Unmarshal(b, &s); err != nil {
+		return fmt.Errorf("want a duration string such as \"1500ms\", got %s", b)
+	}
+	v, err := time.ParseDuration(s)
+	if err != nil {
+		return fmt.Errorf("bad duration %q: %w", s, err)
+	}
+	*d = Duration{D: v, Set: true}
+	return nil
+}
+
+// MarshalJSON writes the duration string.
+func (d Duration) MarshalJSON() ([]byte, error) { return json.Marshal(d.D.String()) }
+
+// parseConfig decodes, defaults and validates raw (nil or empty means "{}").
+// Errors name the offending key.
+func parseConfig(raw json.RawMessage) (Config, error) {
+	var c Config
+	if t := bytes.TrimSpace(raw); len(t) > 0 && !bytes.Equal(t, []byte("null")) {
+		// Durations first, so their errors can name the key.
+		var keys map[string]json.RawMessage
+		if err := json.Unmarshal(t, &keys); err != nil {
+			return c, fmt.Errorf("chat config: want an object: %w", err)
+		}
+		for _, k := range []string{"notify_delay", "message_record_ttl"} {
+			if v, ok := keys[k]; ok {
+				var d Duration
+				if err := d.UnmarshalJSON(v); err != nil {
+					return c, fmt.Errorf("chat config: key %q: %w", k, err)
+				}
+			}
+		}
+		dec := json.NewDecoder(bytes.NewReader(t))
+		dec.DisallowUnknownFields()
+		if err := dec.Decode(&c); err != nil {
+			var te *json.UnmarshalTypeError
+			if errors.As(err, &te) {
+				return c, fmt.Errorf("chat config: key %q: want %s, got %s", te.Field, te.Type, te.Value)
+			}
+			return c, fmt.Errorf("chat config: %w", err)
+		}
+	}
+	if c.MaxMessageBytes == 0 {
+		c.MaxMessageBytes = DefaultMaxMessageBytes
+	}
+	if c.MaxMessageBytes < 256 || c.MaxMessageBytes > 1<<20 {
+		return c, fmt.Errorf("chat config: key \"max_message_bytes\": %d is outside [256, 1048576]", c.MaxMessageBytes)
+	}
+	if c.SendsPerSecond == 0 {
+		c.SendsPerSecond = DefaultSendsPerSecond
+	}
+	if c.SendsPerSecond < 0 || math.IsNaN(c.SendsPerSecond) || c.SendsPerSecond > 1e6 {
+		return c, fmt.Errorf("chat config: key \"sends_per_second\": %v must be in (0, 1e6]", c.SendsPerSecond)
+	}
+	if c.SendBurst == 0 {
+		c.SendBurst = DefaultSendBurst
+	}
+	if c.SendBurst < 1 || c.SendBurst > 1e6 {
+		return c, fmt.Errorf("chat config: key \"send_burst\": %d must be in [1, 1000000]", c.SendBurst)
+	}
+	if !c.NotifyDelay.Set {
+		c.NotifyDelay = Duration{D: DefaultNotifyDelay, Set: true}
+	}
+	if c.NotifyDelay.D < 0 || c.NotifyDelay.D > time.Minute {
+		return c, fmt.Errorf("chat config: key \"notify_delay\": %v must be in [0, 1m]", c.NotifyDelay.D)
+	}
+	if !c.MessageRecordTTL.Set {
+		c.MessageRecordTTL = Duration{D: DefaultMessageRecordTTL, Set: true}
+	}
+	if c.MessageRecordTTL.D < time.Minute {
+		return c, fmt.Errorf("chat config: key \"message_record_ttl\": %v must be at least 1m", c.MessageRecordTTL.D)
+	}
+	for i, m := range c.Moderators {
+		if strings.TrimSpace(m) == "" {
+			return c, fmt.Errorf("chat config: key \"moderators\": entry %d is empty", i)
+		}
+	}
+	if c.Writeback {
+		if c.GraphQLURL == "" {
+			return c, errors.New("chat config: key \"graphql_url\": required when writeback is true")
+		}
+	}
+	if c.GraphQLURL != "" {
+		u, err := url.Parse(c.GraphQLURL)
+		if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+			return c, fmt.Errorf("chat config: key \"graphql_url\": %q is not an http(s) URL", c.GraphQLURL)
+		}
+	}
+	return c, nil
+}

@@ -1,0 +1,177 @@
+// Package chat is the chat plugin: live chat streams, sending messages and
+// reactions, pins and subscriptions listeners and webhooks, unread counts and
+// notifications. It is wire-compatible with the original Node service
+// (spec/original-service.md §4.3, §6, §8.3, §9), with the bugs of §14.2
+// fixed. It registers itself as the built-in plugin "chat".
+//
+// # Events (client to server)
+//
+//	chat.subscribe(chatId)                  CanSelectChat; join room chat:chat.<chatId>, record the
+//	                                        listener, emit chat.subscribe.ack(chatId) to the socket (HEAD)
+//	chat.unsubscribe(chatId)                leave the room, forget the listener (no permission needed)
+//	chat.messages.send(Action<Message>)     validate, authorize, stamp, publish to chat.messages,
+//	                                        then chat.messages.send.ack(sId); any failure emits
+//	                                        chat.messages.send.nack(sId), or nack(null) without a string sId
+//	chat.reactions.send(Action<Reaction>)   same, published to chat.reactions; no ack/nack (as the original)
+//	chat.subscriptions.changed.on/off(registrantId)
+//	chat.pins.changed.on/off(registrantId)  join/leave chat:chat.subscriptions.<id> / chat:chat.pins.<id>
+//	                                        when the registrant is the socket's user
+//	chat.unreadCount.request(chatId)        CanSelectChat; emit chat.unreadCount.update(chatId, count)
+//	                                        to all the user's sockets
+//	chat.unreadCount.setReadUpTo(chatId, messageSId)
+//	                                        CanSelectChat; store the index; emit the count
+//
+// No handler answers a client ack callback, and except for the nack every
+// refusal is only logged (§4.0).
+//
+// Server to client: chat.messages.receive/update/delete(Message),
+// chat.reactions.receive/update/delete(Reaction) (to chat:chat.<chatId>),
+// chat.subscribed/unsubscribed(chatId), chat.pinned/unpinned(chatId),
+// chat.unreadCount.update(chatId, count), notification(Notification),
+// chat.subscribe.ack(chatId), chat.messages.send.ack/nack(sId).
+//
+// # Payloads and validation
+//
+// Actions are {op: "INSERT"|"UPDATE"|"DELETE", data}. Message and Reaction
+// are checked with typescript-is semantics (§4.0, §4.3.1): every required key
+// present (even when its value may be null or anything), enums exact,
+// optional keys may be absent, superfluous properties (of the action and of
+// data) are kept and passed through to the bus and the broadcasts unchanged.
+// sId, chatId (and messageSId for reactions) must be uuid@8-valid; senderId,
+// duplicatedMessageSId and duplicateSId are UUID-checked when non-empty.
+// An action larger than max_message_bytes is refused, and each socket may
+// send at most sends_per_second (burst send_burst) messages and reactions.
+//
+// Server stamps: INSERT deletes data.id and sets data.created_at; every op
+// sets data.updated_at (JavaScript toISOString format).
+//
+// Write permission (§7.3 with §14.2 #7 fixed): INSERT asks
+// Directory.CanWriteChat(socket, chatId, data.senderId) and records the
+// sender at chat:message:<sId> (reactions: chat:reaction:<sId>) with SET NX;
+// an INSERT reusing another sender's or chat's sId is refused. UPDATE and
+// DELETE never trust the payload's senderId: they use the recorded sender
+// (whose chatId must match the payload's) and overwrite data.senderId with
+// it; without a record (older than message_record_ttl, or sent before this
+// service) they need moderator rights, i.e. CanWriteChat(socket, chatId, "").
+//
+// # Delivery model
+//
+// A send is acked only after Host.Publish returned, i.e. after the broker
+// confirmed the message (publisher confirms, §14.2 #12). Each host instance
+// consumes its own copy of every message through the per-instance queues
+// chat.messages.distribution.{instance} and chat.reactions.distribution.{instance}
+// (non-durable, auto-delete, exclusive, bound "*", prefetch 100) and emits it
+// with sdk.LocalRoomTarget to its own members of chat:chat.<chatId> only. So
+// each subscriber, whichever instance holds its socket, gets each message
+// exactly once, and in queue order: the bus hands one queue's deliveries to
+// the plugin one at a time, and RabbitMQ keeps one publisher's order per
+// queue. Invalid bus messages are dropped (sdk.ErrDrop); a failed local emit
+// is logged and acked (requeueing would duplicate to members already served;
+// the original acked before processing too).
+//
+// The once-per-message work runs on the SENDING instance after the publish
+// was confirmed, so it happens once however many instances there are:
+//   - at once: for INSERT of a type other than DUPLICATION_MARKER and EMOTE,
+//     ZADD the message to the chat's recent-messages window (score =
+//     created_at in ms) and trim it to the 10 newest; for DELETE, ZREM it;
+//   - after notify_delay (1500 ms, as the original), in a goroutine bounded
+//     by an in-flight limit (4096, then skipped with a warning) and canceled
+//     by Stop: unread counts (INSERT and DELETE) and notifications (INSERT),
+//     both skipped for DUPLICATION_MARKER and EMOTE.
+//
+// Unread counts (§6.3): if the sender pinned the chat, their read-up-to index
+// becomes this message; then every registrant in chat:pins.<chatId> is
+// resolved (Directory.Registrant) to a user who gets
+// chat.unreadCount.update(chatId, count) on all their sockets. count is
+// rank = ZREVRANK(window, readUpTo.messageSId), or ZCARD(window) without an
+// index or when the read message left the window; formatted "" for 0, "10+"
+// for 10 or more, else the number.
+//
+// Notifications (§6.2): every registrant in chat:subscriptions.<chatId> except
+// the sender's, resolved to users, minus users with a live socket listening to
+// the chat (chat:chat.<chatId>.listeners, whose entries count only while their
+// socket's chat:socket.<id>.chats key exists; stale ones are removed), gets
+// notification{title, description, chatId, linkURL?, subtitle?}. Simplified
+// from the original, which read the conference and chat from Hasura:
+// title is "New message|answer|question|emote" without the conference short
+// name; description is the message text; linkURL is
+// /conference/<slug>/chat/<chatId> with the SENDER socket's first conference
+// slug (omitted when it has none); subtitle is "from <sender display name>"
+// when the sender is known (the original used "in <chat title>" for non-DM
+// chats). Web Push is not implemented: notifications always go to sockets.
+//
+// # HTTP webhooks (Hasura event triggers)
+//
+// POST /chat/subscriptionChanged, POST /chat/pinChanged, POST /chat/flag/inserted.
+// The x-hasura-event-secret header is compared in constant time with
+// event_secret; a missing or wrong header, or an empty event_secret, gives
+// 401 with body {} (as the original). The body must be a Hasura event
+// payload (event.op INSERT|UPDATE|DELETE|MANUAL, event.data.old/new present);
+// event.session_variables may be null (the original's 500 there was a bug).
+// A bad payload gives 500 "Unexpected payload"; success gives 200 "OK".
+//   - subscriptionChanged: INSERT/MANUAL SADD chat:subscriptions.<chatId> and
+//     emit chat.subscribed(chatId) to chat:chat.subscriptions.<registrantId>;
+//     DELETE SREM and chat.unsubscribed; UPDATE only moves the set entry.
+//   - pinChanged: the same with chat:pins.<chatId>, chat.pinned/unpinned and
+//     chat:chat.pins.<registrantId>.
+//   - flag/inserted: notification{title "Message reported", description,
+//     subtitle "Reason: <type>"} to every user id in config moderators. Looking
+//     moderators up in Hasura (the original) is future work; the original's
+//     linkURL needs the conference slug and is omitted.
+//
+// The pins and subscriptions sets are built from these webhooks only; after
+// a first deployment they can be filled by re-delivering the triggers as
+// MANUAL events from the Hasura console.
+//
+// # Redis keys
+//
+//	Key                                      Type    Content                              TTL
+//	chat:chat.<chatId>.listeners             SET     "<socketId>¬<userId>" (§6.1 name)    1h, refreshed on subscribe and every 3 min
+//	chat:socket.<socketId>.chats             SET     chatIds the socket subscribed        10 min, refreshed every 3 min by the socket's instance
+//	chat:chat.<chatId>.recentMessages        ZSET    10 newest sIds, score created_at ms  none (bounded to 10 members)
+//	chat:pins.<chatId>                       SET     registrant ids that pinned the chat  none (webhook-maintained)
+//	chat:subscriptions.<chatId>              SET     registrant ids subscribed            none (webhook-maintained)
+//	caches:ReadUpToIndex:<chatId>¬<userId>   STRING  JSON {chatId,userId,messageSId}      30 days, reset on each write
+//	chat:message:<sId>, chat:reaction:<sId>  STRING  JSON {chatId,senderId}               message_record_ttl (720h)
+//
+// The per-socket TTLs make a crashed instance's entries disappear on their
+// own: its sockets' chat sets expire within 10 minutes, after which their
+// listener entries are ignored and removed the next time a notification for
+// that chat is computed. The original's chat:socket.<id>.user key is not
+// written (nothing read it). The read-up-to index is not written back to
+// Hasura (the original's unreadCountWriteback worker) and is not loaded from
+// Hasura on a miss: a user without an index counts the whole window.
+//
+// # Writeback (optional)
+//
+// With writeback: true the durable queues chat.messages.writeback and
+// chat.reactions.writeback (bound "*", prefetch 100, as the original
+// topology) are declared and each message is written to Hasura at
+// graphql_url (header x-hasura-admin-secret: admin_secret): INSERT with
+// insert_chat_Message / insert_chat_Reaction on conflict Message_sId_key /
+// Reaction_sId_key (only the table's columns are sent), UPDATE with
+// update_<table>(where sId, _set: the updatable columns only — the
+// original's whole-object _set failed on non-column fields), DELETE with
+// delete_<table>(where sId). A delivery is acked only when Hasura confirmed
+// the row; network and HTTP errors requeue it (after a 1 s pause) forever;
+// a GraphQL error requeues it once and drops it on the redelivery; an
+// UPDATE/DELETE that finds no row is requeued once, then acked. Deliveries
+// of a queue reach the plugin one at a time, so rows are written one per
+// request rather than in the original's batches. Describe can only list the
+// writeback queues once Start has seen the config (see the package report).
+//
+// # Config (plugins.chat.config, all optional)
+//
+//	event_secret        string    secret of the webhooks (the host injects EVENT_SECRET); "" refuses all
+//	max_message_bytes   int       16384; JSON size limit of one send
+//	sends_per_second    number    10; per-socket send rate (messages and reactions)
+//	send_burst          int       20; per-socket burst
+//	notify_delay        duration  "1500ms"; delay of unread counts and notifications
+//	message_record_ttl  duration  "720h"; how long senders are remembered for UPDATE/DELETE
+//	moderators          []string  user ids notified of flagged messages
+//	writeback           bool      false; consume the writeback queues and write to Hasura
+//	graphql_url         string    Hasura GraphQL URL (required with writeback)
+//	admin_secret        string    Hasura admin secret for the writeback
+//
+// Unknown keys and bad values fail Start with an error naming the key.
+package chat

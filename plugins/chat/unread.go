@@ -1,0 +1,269 @@
+package chat
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strconv"
+
+	"github.com/clowdr/realtime/plugins/sdk"
+)
+
+// maxUnread is the largest count; it shows as "10+" (lib/unreadCounts.ts).
+const maxUnread = 10
+
+// formatCount formats an unread count as the original: "" for 0, "10+" for
+// 10 or more, else the number.
+func formatCount(n int64) string {
+	switch {
+	case n <= 0:
+		return ""
+	case n >= maxUnread:
+		return strconv.Itoa(maxUnread) + "+"
+	}
+	return strconv.FormatInt(n, 10)
+}
+
+// readUpTo is the stored read-up-to index.
+type readUpTo struct {
+	ChatID     string `json:"chatId"`
+	UserID     string `json:"userId"`
+	MessageSID string `json:"messageSId"`
+}
+
+// setReadUpTo stores the user's read-up-to index for the chat.
+func (p *Plugin) setReadUpTo(ctx context.Context, chatID, userID, messageSID string) error {
+	b, err := marshalJSON(readUpTo{ChatID: chatID, UserID: userID, MessageSID: messageSID})
+	if err != nil {
+		return err
+	}
+	if _, err := p.host.Store().Do(ctx, "SET", readUpToKey(chatID, userID), string(b), "PX", readUpToTTL.Milliseconds()); err != nil {
+		return fmt.Errorf("store read-up-to index: %w", err)
+	}
+	return nil
+}
+
+// unreadCount computes the §6.3 rank: the read message's ZREVRANK among the
+// chat's recent messages, or ZCARD when there is no index or the message is
+// no longer among them.
+func (p *Plugin) unreadCount(ctx context.Context, chatID, userID string) (int64, error) {
+	store := p.host.Store()
+	rk := recentMessagesKey(chatID)
+	msgSID := ""
+	v, err := sdk.String(store.Do(ctx, "GET", readUpToKey(chatID, userID)))
+	switch {
+	case errors.Is(err, sdk.ErrNil):
+	case err != nil:
+		return 0, fmt.Errorf("load read-up-to index: %w", err)
+	default:
+		var r readUpTo
+		if err := unmarshalJSON([]byte(v), &r); err != nil {
+			p.log.Warn("chat: bad read-up-to index ignored", "chat", chatID, "user", userID, "err", err)
+		}
+		msgSID = r.MessageSID
+	}
+	if msgSID != "" {
+		n, err := sdk.Int64(store.Do(ctx, "ZREVRANK", rk, msgSID))
+		if err == nil {
+			return n, nil
+		}
+		if !errors.Is(err, sdk.ErrNil) {
+			return 0, fmt.Errorf("rank of read message: %w", err)
+		}
+	}
+	n, err := sdk.Int64(store.Do(ctx, "ZCARD", rk))
+	if err != nil {
+		return 0, fmt.Errorf("count recent messages: %w", err)
+	}
+	return n, nil
+}
+
+// sendUnreadCount emits chat.unreadCount.update(chatId, count) to every
+// socket of the user.
+func (p *Plugin) sendUnreadCount(ctx context.Context, chatID, userID string) error {
+	n, err := p.unreadCount(ctx, chatID, userID)
+	if err != nil {
+		return err
+	}
+	return p.host.Emit(ctx, sdk.UserTarget(userID), "chat.unreadCount.update", chatID, formatCount(n))
+}
+
+// unreadRequest handles chat.unreadCount.request(chatId).
+func (p *Plugin) unreadRequest(ctx context.Context, e sdk.Event) {
+	chatID, ok := argString(e.Args, 0)
+	if !ok {
+		p.log.Info("chat.unreadCount.request: chatId is not a non-empty string", "socket", e.Socket.ID)
+		return
+	}
+	if !p.canSelect(ctx, e, chatID) {
+		return
+	}
+	if err := p.sendUnreadCount(ctx, chatID, e.Socket.UserID); err != nil {
+		p.log.Error("chat.unreadCount.request", "chat", chatID, "user", e.Socket.UserID, "err", err)
+	}
+}
+
+// setReadUpToEvent handles chat.unreadCount.setReadUpTo(chatId, messageSId).
+func (p *Plugin) setReadUpToEvent(ctx context.Context, e sdk.Event) {
+	chatID, ok1 := argString(e.Args, 0)
+	msgSID, ok2 := argString(e.Args, 1)
+	if !ok1 || !ok2 {
+		p.log.Info("chat.unreadCount.setReadUpTo: chatId and messageSId must be non-empty strings", "socket", e.Socket.ID)
+		return
+	}
+	if !p.canSelect(ctx, e, chatID) {
+		return
+	}
+	if err := p.setReadUpTo(ctx, chatID, e.Socket.UserID, msgSID); err != nil {
+		p.log.Error("chat.unreadCount.setReadUpTo", "chat", chatID, "user", e.Socket.UserID, "err", err)
+		return
+	}
+	if err := p.sendUnreadCount(ctx, chatID, e.Socket.UserID); err != nil {
+		p.log.Error("chat.unreadCount.setReadUpTo: send count", "chat", chatID, "user", e.Socket.UserID, "err", err)
+	}
+}
+
+// canSelect runs CanSelectChat and logs refusals.
+func (p *Plugin) canSelect(ctx context.Context, e sdk.Event, chatID string) bool {
+	ok, err := p.host.Directory().CanSelectChat(ctx, e.Socket, chatID)
+	if err != nil {
+		p.log.Error("chat: permission check failed", "event", e.Name, "chat", chatID, "err", err)
+		return false
+	}
+	if !ok {
+		p.log.Info("chat: forbidden", "event", e.Name, "user", e.Socket.UserID, "chat", chatID)
+	}
+	return ok
+}
+
+// followUp is what the delayed work after an INSERT needs.
+type followUp struct {
+	chatID, sID, senderID, typ, text, slug string
+}
+
+// registrantUsers resolves registrant ids to distinct user ids (bounded by
+// maxFanout), skipping unknown registrants and the registrant skip.
+func (p *Plugin) registrantUsers(ctx context.Context, ids []string, skip string) []string {
+	if len(ids) > maxFanout {
+		p.log.Warn("chat: too many registrants; truncated", "count", len(ids), "limit", maxFanout)
+		ids = ids[:maxFanout]
+	}
+	seen := map[string]bool{}
+	var users []string
+	for _, id := range ids {
+		if id == "" || id == skip {
+			continue
+		}
+		if ctx.Err() != nil {
+			return users
+		}
+		r, found, err := p.host.Directory().Registrant(ctx, id)
+		if err != nil {
+			p.log.Warn("chat: resolve registrant", "registrant", id, "err", err)
+			continue
+		}
+		if !found || r.UserID == "" || seen[r.UserID] {
+			continue
+		}
+		seen[r.UserID] = true
+		users = append(users, r.UserID)
+	}
+	return users
+}
+
+// updateUnreadCounts sends the chat's unread count to every user who pinned
+// it; first, when the sender pinned the chat, it marks the message read for
+// them (updateRecentMessagesAndUnreadCounts, §6.2).
+func (p *Plugin) updateUnreadCounts(ctx context.Context, chatID, senderID, sID string) {
+	pins, err := sdk.Strings(p.host.Store().Do(ctx, "SMEMBERS", pinsKey(chatID)))
+	if err != nil {
+		p.log.Error("chat: list pins", "chat", chatID, "err", err)
+		return
+	}
+	if senderID != "" && sID != "" {
+		for _, id := range pins {
+			if id != senderID {
+				continue
+			}
+			if users := p.registrantUsers(ctx, []string{senderID}, ""); len(users) == 1 {
+				if err := p.setReadUpTo(ctx, chatID, users[0], sID); err != nil {
+					p.log.Error("chat: mark sender's message read", "chat", chatID, "err", err)
+				}
+			}
+			break
+		}
+	}
+	for _, uid := range p.registrantUsers(ctx, pins, "") {
+		if err := p.sendUnreadCount(ctx, chatID, uid); err != nil {
+			p.log.Error("chat: send unread count", "chat", chatID, "user", uid, "err", err)
+		}
+	}
+}
+
+// Notification is the payload of the notification event (types/chat.ts).
+type Notification struct {
+	Title       string `json:"title"`
+	Subtitle    string `json:"subtitle,omitempty"`
+	Description string `json:"description"`
+	ChatID      string `json:"chatId,omitempty"`
+	LinkURL     string `json:"linkURL,omitempty"`
+}
+
+// typeWord names a message type in a notification title.
+func typeWord(t string) string {
+	switch t {
+	case "ANSWER":
+		return "answer"
+	case "QUESTION":
+		return "question"
+	case "EMOTE":
+		return "emote"
+	}
+	return "message"
+}
+
+// followUpInsert runs unread counts and notifications for a new message.
+func (p *Plugin) followUpInsert(ctx context.Context, f followUp) {
+	p.updateUnreadCounts(ctx, f.chatID, f.senderID, f.sID)
+	p.notifySubscribers(ctx, f)
+}
+
+// notifySubscribers sends a notification to the chat's subscribed users,
+// except the sender and users with a socket listening to the chat
+// (distributeMessageToSubscribedUsers, §6.2).
+func (p *Plugin) notifySubscribers(ctx context.Context, f followUp) {
+	subs, err := sdk.Strings(p.host.Store().Do(ctx, "SMEMBERS", subscriptionsKey(f.chatID)))
+	if err != nil {
+		p.log.Error("chat: list subscriptions", "chat", f.chatID, "err", err)
+		return
+	}
+	if len(subs) == 0 {
+		return
+	}
+	users := p.registrantUsers(ctx, subs, f.senderID)
+	if len(users) == 0 {
+		return
+	}
+	listening, err := p.listeningUsers(ctx, f.chatID)
+	if err != nil {
+		p.log.Error("chat: list listeners", "chat", f.chatID, "err", err)
+		return
+	}
+	n := Notification{Title: "New " + typeWord(f.typ), Description: f.text, ChatID: f.chatID}
+	if f.slug != "" {
+		n.LinkURL = "/conference/" + f.slug + "/chat/" + f.chatID
+	}
+	if f.senderID != "" {
+		if r, found, err := p.host.Directory().Registrant(ctx, f.senderID); err == nil && found && r.DisplayName != "" {
+			n.Subtitle = "from " + r.DisplayName
+		}
+	}
+	for _, uid := range users {
+		if listening[uid] {
+			continue
+		}
+		if err := p.host.Emit(ctx, sdk.UserTarget(uid), "notification", n); err != nil {
+			p.log.Error("chat: emit notification", "user", uid, "err", err)
+		}
+	}
+}
