@@ -3,7 +3,8 @@
 package builtin
 
 import (
-	_ "github.com/clowdr/realtime/plugins/admin" // POST /summary, POST /flush, /admin
-	_ "github.com/clowdr/realtime/plugins/chat"  // chat messages, reactions, unread counts
-	_ "github.com/clowdr/realtime/plugins/echo"  // the example plugin
+	_ "github.com/clowdr/realtime/plugins/admin"    // POST /summary, POST /flush, /admin
+	_ "github.com/clowdr/realtime/plugins/chat"     // chat messages, reactions, unread counts
+	_ "github.com/clowdr/realtime/plugins/echo"     // the example plugin
+	_ "github.com/clowdr/realtime/plugins/presence" // who is on which page
 )

@@ -1,0 +1,123 @@
+// Package presence is the presence plugin: who is on which page, across every
+// host instance, wire-compatible with the original Clowdr realtime service
+// (spec §4.2, §5, §15) with its bugs fixed: no Redlock, no ghosts after a
+// crash, and the browser client's list id formula for non-conference pages.
+//
+// It registers itself as the built-in plugin "presence".
+//
+// # Events
+//
+// Client to server; each takes ONE string argument (extra arguments are
+// ignored, no event is acked):
+//
+//	enterPage(path)            the socket is present on the page
+//	pagePresence(path)         same (the ping-based client's name)
+//	leavePage(path)            the socket is not on the page any more
+//	pageUnpresence(path)       same
+//	observePage(path)          join room PresenceQueue:<listId>, then get "presences"
+//	unobservePage(path)        leave that room
+//	conferencePresence(slug)   enter the conference-wide list <slug>
+//	observeConference(slug)    observe the conference-wide list <slug>
+//	unobserveConference(slug)  unobserve it
+//
+// An argument that is not a JSON string, is empty, is not valid UTF-8, is
+// longer than max_path_bytes, or names a conference that is not among the
+// socket's ConferenceSlugs is ignored: the plugin logs it (socket id, event,
+// reason) and sends nothing to the client, as the original did. Each socket's
+// presence events are rate-limited (events_per_second, event_burst); excess
+// events are dropped with a debug log. A socket can be on at most
+// max_lists_per_socket lists at once; further enters are ignored.
+//
+// Server to client:
+//
+//	presences {listId, userIds}  to the observing socket only, right after it
+//	                             joined the room (so no later delta is missed)
+//	entered   {listId, userId}   to room PresenceQueue:<listId> when the user's
+//	                             first socket enters the list (on any instance)
+//	left      {listId, userId}   to that room when the user's last socket leaves,
+//	                             disconnects or expires
+//
+// A user counts once per list however many tabs (sockets) they have open.
+//
+// # List ids
+//
+//	path starts with "/conference/":  slug = strings.Split(path, "/")[2]
+//	    slug among the socket's conferences -> hex(sha256(slug ‖ path))
+//	    otherwise                           -> refused
+//	any other path                      -> hex(sha256("<<NO-CONFERENCE>>" ‖ path))
+//	conference-wide list (slug)         -> slug, if among the socket's conferences
+//
+// The non-conference formula is the browser client's (PresenceState.ts); the
+// original server used "/<<NO-CONF>>/" and so never matched its own client.
+// Paths are not normalized. Example: sha256("test-conference-slug" +
+// "/conference/test-conference-slug") =
+// 88fff4f0a39c2f20e459bba77266401b64615e5f52de931a40715806ca1c9dc9.
+//
+// # Redis layout
+//
+// All times are unix milliseconds. A socket's deadline is now + window, set by
+// every enter and pushed forward by the refresher.
+//
+//	Key                                          Type  Members / score                    TTL          Written by
+//	PresenceList:<listId>                        SET   userIds present on the list         none         enter.lua (SADD), exit.lua, exitall.lua (SREM)
+//	PresenceList:<listId>:UserSessions:<userId>  ZSET  socketIds of the user on the list,  none         enter.lua (ZADD), exit.lua, exitall.lua (ZREM, and
+//	                                                   score = deadline                                 ZREMRANGEBYSCORE -inf now drops expired tabs)
+//	SessionLists:<socketId>                      SET   listIds the socket is on            max(24h,     enter.lua (SADD, PEXPIRE), exit.lua (SREM),
+//	                                                                                       4*window)    exitall.lua (DEL)
+//	Presence.Sockets                             ZSET  socketIds, score = deadline          none         enter.lua (ZADD); exit.lua when the socket's last
+//	                                                                                                    list is left, exitall.lua (ZREM)
+//	Presence.SocketUser                          HASH  socketId -> userId                  none         enter.lua (HSET); exit.lua, exitall.lua (HDEL)
+//
+// Invariant (every script is atomic, so it holds between scripts whatever
+// runs concurrently): userId ∈ PresenceList:<l> exactly when
+// PresenceList:<l>:UserSessions:<userId> is non-empty, up to entries whose
+// deadline has passed and that the sweeper has not reached yet. A script
+// reports "entered" only when its SADD added the user and "left" only when its
+// SREM removed the user, so each transition is emitted by exactly one caller.
+// PresenceList:<listId> keeps the original's name and type, so /summary
+// (SCAN PresenceList:*, skipping keys with ":UserSessions:") keeps working;
+// the UserSessions keys changed from SET to ZSET, so data written by the Node
+// service must be flushed first (admin /flush). /flush should delete
+// PresenceList:*, SessionLists:*, Presence.Sockets and Presence.SocketUser;
+// live instances re-create their sockets' state within one refresh_interval
+// (emitting "entered" again). The scripts touch keys they build from their
+// arguments, so they need a standalone Redis (not Redis Cluster).
+//
+// SessionLists' TTL is only a backstop against orphaned keys; it is long on
+// purpose, so that even after every instance was down for a while the sweeper
+// can still find (and clean) a dead socket's lists.
+//
+// # Crash safety
+//
+// Every instance re-runs enter.lua for each (socket, list) it holds every
+// refresh_interval, and sweeps every sweep_interval: it takes up to 500
+// sockets from Presence.Sockets whose deadline has passed and runs
+// exitall.lua on each, which re-checks the deadline atomically (so concurrent
+// sweeps, or a refresh racing a sweep, are safe) and emits "left". The users
+// of a SIGKILLed instance are therefore reported left at most
+// window + sweep_interval after its last refresh (50s with the defaults; the
+// spec requires under 60s). The deadlines are computed from each instance's
+// clock (time.Now, passed to the scripts): instances' clocks must agree to
+// well within window - 2*refresh_interval (15s by default), which NTP gives.
+//
+// A Redis failure during an event is returned to the host (which logs it);
+// the in-memory state stays right, so the refresher repairs Redis: a failed
+// enter is retried by the next refresh, and so is a failed leave.
+//
+// A plugin process that restarts keeps its sockets' presence: Stop leaves
+// Redis alone, and the host replays OnConnect, which reloads
+// SessionLists:<socketId> and refreshes it at once (if the restart took longer
+// than the window the sweeper has already reported the user left).
+//
+// # Config (plugins.presence.config, every key optional)
+//
+//	window                duration  45s   presence lifetime without refresh; > 2*refresh_interval
+//	refresh_interval      duration  15s   how often an instance refreshes its sockets
+//	sweep_interval        duration  5s    how often an instance sweeps expired sockets
+//	max_path_bytes        int       1024  longest accepted path or slug
+//	events_per_second     number    20    per-socket rate of presence events
+//	event_burst           int       40    per-socket burst
+//	max_lists_per_socket  int       64    lists one socket can be on at once
+//
+// Durations use Go syntax ("45s", "500ms"). Unknown keys are an error.
+package presence

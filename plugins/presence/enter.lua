@@ -1,0 +1,23 @@
+-- enter.lua: a socket is present on one or more pages (also the refresh).
+-- KEYS[1] Presence.Sockets   KEYS[2] Presence.SocketUser   KEYS[3] SessionLists:<socketId>
+-- ARGV[1] socketId  ARGV[2] userId  ARGV[3] deadline (unix ms)  ARGV[4] now (unix ms)
+-- ARGV[5] PEXPIRE of SessionLists (ms)  ARGV[6..] listIds
+-- Returns the listIds on which the user was newly added (=> emit "entered").
+local sid, uid, deadline, now = ARGV[1], ARGV[2], ARGV[3], ARGV[4]
+local added = {}
+for i = 6, #ARGV do
+  local l = ARGV[i]
+  local sk = 'PresenceList:' .. l .. ':UserSessions:' .. uid
+  redis.call('ZADD', sk, deadline, sid)
+  redis.call('ZREMRANGEBYSCORE', sk, '-inf', now)
+  redis.call('SADD', KEYS[3], l)
+  if redis.call('SADD', 'PresenceList:' .. l, uid) == 1 then
+    added[#added + 1] = l
+  end
+end
+if #ARGV >= 6 then
+  redis.call('PEXPIRE', KEYS[3], ARGV[5])
+  redis.call('ZADD', KEYS[1], deadline, sid)
+  redis.call('HSET', KEYS[2], sid, uid)
+end
+return added

@@ -1,0 +1,515 @@
+package presence
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"maps"
+	"slices"
+	"sync"
+	"time"
+
+	"golang.org/x/time/rate"
+
+	"github.com/clowdr/realtime/plugins/sdk"
+)
+
+func init() {
+	sdk.Register("presence", func() sdk.Plugin { return New() })
+}
+
+// Event names the plugin handles (client to server).
+const (
+	EvEnterPage           = "enterPage"
+	EvLeavePage           = "leavePage"
+	EvObservePage         = "observePage"
+	EvUnobservePage       = "unobservePage"
+	EvPagePresence        = "pagePresence"
+	EvPageUnpresence      = "pageUnpresence"
+	EvConferencePresence  = "conferencePresence"
+	EvObserveConference   = "observeConference"
+	EvUnobserveConference = "unobserveConference"
+)
+
+// Event names the plugin emits (server to client).
+const (
+	EvPresences = "presences"
+	EvEntered   = "entered"
+	EvLeft      = "left"
+)
+
+// Delta is the payload of "entered" and "left".
+type Delta struct {
+	ListID string `json:"listId"`
+	UserID string `json:"userId"`
+}
+
+// Snapshot is the payload of "presences".
+type Snapshot struct {
+	ListID  string   `json:"listId"`
+	UserIDs []string `json:"userIds"`
+}
+
+// Internal bounds.
+const (
+	// sweepBatch is how many expired sockets one sweep step takes.
+	sweepBatch = 500
+	// maxSweepBatches bounds the steps of one sweep tick.
+	maxSweepBatches = 20
+	// bgOpTimeout bounds one Redis call of the refresher or sweeper.
+	bgOpTimeout = 5 * time.Second
+	// maxArgBytesFactor: a raw JSON string argument longer than
+	// MaxPathBytes*factor+2 cannot decode to an acceptable value.
+	maxArgBytesFactor = 6
+)
+
+// Plugin is the presence plugin. Safe for concurrent use.
+type Plugin struct {
+	sdk.Base
+
+	// now is the clock (time.Now; tests may replace it before Start).
+	now func() time.Time
+
+	host  sdk.Host
+	store sdk.Store
+	log   *slog.Logger
+	cfg   Config
+
+	mu      sync.Mutex
+	sockets map[string]*socketState
+	started bool
+	cancel  context.CancelFunc
+	wg      sync.WaitGroup
+}
+
+// socketState is what the plugin remembers about one of its sockets. mu
+// serializes the socket's Redis updates (its events, its refresh and its
+// disconnect) within this process; nothing is locked in Redis.
+type socketState struct {
+	mu    sync.Mutex
+	sock  sdk.Socket
+	lists map[string]struct{}
+	// pending are lists whose exit script failed; the refresher retries them.
+	pending map[string]struct{}
+	gone    bool
+	lim     *rate.Limiter
+}
+
+var _ sdk.Plugin = (*Plugin)(nil)
+
+// New returns a presence plugin; Start configures it.
+func New() *Plugin {
+	return &Plugin{
+		now:     time.Now,
+		sockets: map[string]*socketState{},
+		cfg:     DefaultConfig(),
+		log:     slog.New(slog.DiscardHandler),
+	}
+}
+
+// Describe declares the plugin's events.
+func (p *Plugin) Describe() sdk.Descriptor {
+	return sdk.Descriptor{
+		Name:    "presence",
+		Version: "1.0.0",
+		Events: []string{
+			EvEnterPage, EvLeavePage, EvObservePage, EvUnobservePage,
+			EvPagePresence, EvPageUnpresence,
+			EvConferencePresence, EvObserveConference, EvUnobserveConference,
+		},
+	}
+}
+
+// Start parses the config and starts the refresher and the sweeper.
+func (p *Plugin) Start(_ context.Context, host sdk.Host, config json.RawMessage) error {
+	cfg, err := ParseConfig(config)
+	if err != nil {
+		return err
+	}
+	if host == nil || host.Store() == nil {
+		return errors.New("presence: start: no host store")
+	}
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.started {
+		return errors.New("presence: started twice")
+	}
+	p.started = true
+	p.host, p.store, p.cfg = host, host.Store(), cfg
+	p.log = host.Logger()
+	if p.log == nil {
+		p.log = slog.New(slog.DiscardHandler)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	p.cancel = cancel
+	p.wg.Add(2)
+	go p.loop(ctx, cfg.RefreshInterval, p.refreshAll)
+	go p.loop(ctx, cfg.SweepInterval, p.sweep)
+	return nil
+}
+
+// Stop stops the refresher and the sweeper and waits for them (or for ctx).
+// It leaves the Redis state alone: after a plugin restart the host replays
+// OnConnect and the state is picked up again; if the process is gone for
+// good the sweepers of the other instances clean up.
+func (p *Plugin) Stop(ctx context.Context) error {
+	p.mu.Lock()
+	cancel := p.cancel
+	p.cancel = nil
+	p.mu.Unlock()
+	if cancel == nil {
+		return nil
+	}
+	cancel()
+	done := make(chan struct{})
+	go func() { p.wg.Wait(); close(done) }()
+	select {
+	case <-done:
+		return nil
+	case <-ctx.Done():
+		return fmt.Errorf("presence: stop: %w", ctx.Err())
+	}
+}
+
+func (p *Plugin) loop(ctx context.Context, every time.Duration, f func(context.Context)) {
+	defer p.wg.Done()
+	t := time.NewTicker(every)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+			f(ctx)
+		}
+	}
+}
+
+// errNotStarted is returned by the hooks before Start succeeded.
+var errNotStarted = errors.New("presence: not started")
+
+func (p *Plugin) ready() error {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if !p.started {
+		return errNotStarted
+	}
+	return nil
+}
+
+// state returns the socket's state, creating it if needed.
+func (p *Plugin) state(s sdk.Socket) *socketState {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	st := p.sockets[s.ID]
+	if st == nil {
+		st = &socketState{
+			sock:  s,
+			lists: map[string]struct{}{},
+			lim:   rate.NewLimiter(rate.Limit(p.cfg.EventsPerSecond), p.cfg.EventBurst),
+		}
+		p.sockets[s.ID] = st
+	}
+	return st
+}
+
+// OnConnect registers the socket. When Redis already holds lists for it (the
+// host replays OnConnect after a plugin restart), they are loaded and their
+// deadlines refreshed at once, so the socket stays present.
+func (p *Plugin) OnConnect(ctx context.Context, s sdk.Socket) error {
+	if err := p.ready(); err != nil {
+		return err
+	}
+	st := p.state(s)
+	lists, err := p.sessionLists(ctx, s.ID)
+	if err != nil {
+		return fmt.Errorf("presence connect %s: %w", s.ID, err)
+	}
+	if len(lists) == 0 {
+		return nil
+	}
+	if len(lists) > p.cfg.MaxListsPerSocket {
+		lists = lists[:p.cfg.MaxListsPerSocket]
+	}
+	st.mu.Lock()
+	defer st.mu.Unlock()
+	if st.gone {
+		return nil
+	}
+	st.sock = s
+	for _, l := range lists {
+		st.lists[l] = struct{}{}
+	}
+	added, err := p.enter(ctx, s, slices.Collect(maps.Keys(st.lists)))
+	if err != nil {
+		return fmt.Errorf("presence connect %s: %w", s.ID, err)
+	}
+	p.emitDeltas(ctx, EvEntered, s.UserID, added)
+	return nil
+}
+
+// OnDisconnect removes the socket from every page it was on, emitting "left"
+// where it was the user's last socket, and forgets it.
+func (p *Plugin) OnDisconnect(ctx context.Context, s sdk.Socket, _ string) error {
+	if err := p.ready(); err != nil {
+		return err
+	}
+	p.mu.Lock()
+	st := p.sockets[s.ID]
+	delete(p.sockets, s.ID)
+	p.mu.Unlock()
+	if st != nil {
+		st.mu.Lock()
+		defer st.mu.Unlock()
+		st.gone = true
+	}
+	uid, left, err := p.exitAll(ctx, s.ID, s.UserID, false)
+	if err != nil {
+		return fmt.Errorf("presence disconnect %s: %w", s.ID, err)
+	}
+	p.emitDeltas(ctx, EvLeft, uid, left)
+	return nil
+}
+
+// OnEvent handles the presence events. Bad or refused arguments are logged
+// and otherwise ignored (nothing is sent to the client, as in the original);
+// no event is acked.
+func (p *Plugin) OnEvent(ctx context.Context, e sdk.Event) ([]any, error) {
+	if err := p.ready(); err != nil {
+		return nil, err
+	}
+	st := p.state(e.Socket)
+	log := p.log.With("socket", e.Socket.ID, "event", e.Name)
+	if !st.lim.Allow() {
+		log.Debug("presence event ignored", "reason", "rate limited")
+		return nil, nil
+	}
+	arg, err := p.stringArg(e.Args)
+	if err != nil {
+		log.Info("presence event ignored", "reason", err.Error())
+		return nil, nil
+	}
+	var listID string
+	switch e.Name {
+	case EvConferencePresence, EvObserveConference, EvUnobserveConference:
+		listID, err = ConferenceListID(e.Socket, arg, p.cfg.MaxPathBytes)
+	default:
+		listID, err = ListID(e.Socket, arg, p.cfg.MaxPathBytes)
+	}
+	if err != nil {
+		log.Info("presence event ignored", "reason", err.Error())
+		return nil, nil
+	}
+	switch e.Name {
+	case EvEnterPage, EvPagePresence, EvConferencePresence:
+		err = p.handleEnter(ctx, st, e.Socket, listID, log)
+	case EvLeavePage, EvPageUnpresence:
+		err = p.handleLeave(ctx, st, e.Socket, listID)
+	case EvObservePage, EvObserveConference:
+		err = p.handleObserve(ctx, e.Socket, listID)
+	case EvUnobservePage, EvUnobserveConference:
+		err = p.host.Leave(ctx, e.Socket.ID, RoomPrefix+listID)
+	default:
+		log.Info("presence event ignored", "reason", "unknown event")
+		return nil, nil
+	}
+	if err != nil {
+		return nil, fmt.Errorf("presence %s from %s: %w", e.Name, e.Socket.ID, err)
+	}
+	return nil, nil
+}
+
+// stringArg extracts the single string argument of an event.
+func (p *Plugin) stringArg(args []json.RawMessage) (string, error) {
+	if len(args) == 0 {
+		return "", errors.New("missing argument")
+	}
+	raw := bytes.TrimSpace(args[0])
+	if len(raw) == 0 || raw[0] != '"' {
+		return "", errors.New("argument is not a string")
+	}
+	if len(raw) > p.cfg.MaxPathBytes*maxArgBytesFactor+2 {
+		return "", fmt.Errorf("argument of %d bytes: %w", len(raw), ErrTooLong)
+	}
+	var s string
+	if err := json.Unmarshal(raw, &s); err != nil {
+		return "", fmt.Errorf("argument is not a valid string: %w", err)
+	}
+	return s, nil
+}
+
+func (p *Plugin) handleEnter(ctx context.Context, st *socketState, s sdk.Socket, listID string, log *slog.Logger) error {
+	st.mu.Lock()
+	defer st.mu.Unlock()
+	if st.gone {
+		return nil
+	}
+	if _, ok := st.lists[listID]; !ok && len(st.lists) >= p.cfg.MaxListsPerSocket {
+		log.Info("presence event ignored", "reason", fmt.Sprintf("socket is on %d lists already", len(st.lists)))
+		return nil
+	}
+	st.sock = s
+	st.lists[listID] = struct{}{}
+	delete(st.pending, listID)
+	added, err := p.enter(ctx, s, []string{listID})
+	if err != nil {
+		return err
+	}
+	p.emitDeltas(ctx, EvEntered, s.UserID, added)
+	return nil
+}
+
+func (p *Plugin) handleLeave(ctx context.Context, st *socketState, s sdk.Socket, listID string) error {
+	st.mu.Lock()
+	defer st.mu.Unlock()
+	if st.gone {
+		return nil
+	}
+	delete(st.lists, listID)
+	left, err := p.exit(ctx, s, listID)
+	if err != nil {
+		if st.pending == nil {
+			st.pending = map[string]struct{}{}
+		}
+		if len(st.pending) < p.cfg.MaxListsPerSocket {
+			st.pending[listID] = struct{}{}
+		}
+		return err
+	}
+	if left {
+		p.emitDeltas(ctx, EvLeft, s.UserID, []string{listID})
+	}
+	return nil
+}
+
+// handleObserve joins the list's room first, then sends the snapshot, so no
+// delta made after the snapshot was read can be missed.
+func (p *Plugin) handleObserve(ctx context.Context, s sdk.Socket, listID string) error {
+	if err := p.host.Join(ctx, s.ID, RoomPrefix+listID); err != nil {
+		return fmt.Errorf("join: %w", err)
+	}
+	ids, err := p.members(ctx, listID)
+	if err != nil {
+		return err
+	}
+	if err := p.host.Emit(ctx, sdk.SocketTarget(s.ID), EvPresences, Snapshot{ListID: listID, UserIDs: ids}); err != nil {
+		return fmt.Errorf("emit %s: %w", EvPresences, err)
+	}
+	return nil
+}
+
+// emitDeltas sends event {listId, userId} to each list's room; failures are
+// logged (the state in Redis is already right, and a re-observe heals a
+// client).
+func (p *Plugin) emitDeltas(ctx context.Context, event, userID string, lists []string) {
+	for _, l := range lists {
+		if err := p.host.Emit(ctx, sdk.RoomTarget(RoomPrefix+l), event, Delta{ListID: l, UserID: userID}); err != nil {
+			p.log.Warn("presence emit failed", "event", event, "listId", l, "userId", userID, "err", err)
+		}
+	}
+}
+
+// snapshot returns the plugin's live socket states.
+func (p *Plugin) snapshot() []*socketState {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return slices.Collect(maps.Values(p.sockets))
+}
+
+// refreshAll pushes the deadlines of every socket this process holds.
+func (p *Plugin) refreshAll(ctx context.Context) {
+	for _, st := range p.snapshot() {
+		if ctx.Err() != nil {
+			return
+		}
+		p.refresh(ctx, st)
+	}
+}
+
+// refresh re-runs enter for every list of one socket (idempotent; after an
+// admin flush it re-creates the state and emits "entered" again).
+func (p *Plugin) refresh(ctx context.Context, st *socketState) {
+	st.mu.Lock()
+	defer st.mu.Unlock()
+	if st.gone {
+		return
+	}
+	opCtx, cancel := context.WithTimeout(ctx, bgOpTimeout)
+	defer cancel()
+	for l := range st.pending {
+		left, err := p.exit(opCtx, st.sock, l)
+		if err != nil {
+			p.log.Warn("presence retry of leave failed", "socket", st.sock.ID, "err", err)
+			return
+		}
+		delete(st.pending, l)
+		if left {
+			p.emitDeltas(opCtx, EvLeft, st.sock.UserID, []string{l})
+		}
+	}
+	if len(st.lists) == 0 {
+		return
+	}
+	added, err := p.enter(opCtx, st.sock, slices.Collect(maps.Keys(st.lists)))
+	if err != nil {
+		p.log.Warn("presence refresh failed", "socket", st.sock.ID, "err", err)
+		return
+	}
+	p.emitDeltas(opCtx, EvEntered, st.sock.UserID, added)
+}
+
+// sweep removes sockets whose deadline has passed (their instance died or
+// lost Redis), emitting "left". Sockets this process holds are refreshed
+// instead. Several instances may sweep at once: exitall.lua re-checks the
+// deadline atomically, so each socket is removed, and each "left" emitted,
+// once.
+func (p *Plugin) sweep(ctx context.Context) {
+	for range maxSweepBatches {
+		opCtx, cancel := context.WithTimeout(ctx, bgOpTimeout)
+		ids, err := p.expired(opCtx, sweepBatch)
+		cancel()
+		if err != nil {
+			p.log.Warn("presence sweep failed", "err", err)
+			return
+		}
+		for _, id := range ids {
+			if ctx.Err() != nil {
+				return
+			}
+			p.sweepOne(ctx, id)
+		}
+		if len(ids) < sweepBatch {
+			return
+		}
+	}
+}
+
+func (p *Plugin) sweepOne(ctx context.Context, socketID string) {
+	p.mu.Lock()
+	st := p.sockets[socketID]
+	p.mu.Unlock()
+	if st != nil {
+		// Ours and alive: our refresh is late (a pause?); refresh now.
+		st.mu.Lock()
+		live := !st.gone && len(st.lists) > 0
+		st.mu.Unlock()
+		if live {
+			p.refresh(ctx, st)
+			return
+		}
+	}
+	opCtx, cancel := context.WithTimeout(ctx, bgOpTimeout)
+	defer cancel()
+	uid, left, err := p.exitAll(opCtx, socketID, "", true)
+	if err != nil {
+		p.log.Warn("presence sweep failed", "socket", socketID, "err", err)
+		return
+	}
+	if len(left) > 0 {
+		p.log.Info("presence swept expired socket", "socket", socketID, "userId", uid, "lists", len(left))
+	}
+	p.emitDeltas(opCtx, EvLeft, uid, left)
+}
