@@ -1,0 +1,71 @@
+// Package pluginhost is the host side of the plugin system: it starts the
+// enabled plugins, supervises them, and routes sockets, events, HTTP requests
+// and bus deliveries to them. The host application calls a Manager; plugins
+// reach the host through the Services it is given.
+//
+// # Starting
+//
+// New checks the configuration (an enabled plugin must be a registered
+// built-in or have a path; mode is subprocess or inprocess). Start launches
+// every enabled plugin, asks each for its Descriptor, fails if an event or a
+// route is claimed twice (naming both plugins), declares the exchanges, calls
+// each plugin's Start, then starts a consumer for every declared queue
+// ("{instance}" in its name becomes Services.InstanceID()). Manager methods
+// other than Status, Ready and Describe are meant to be called after Start
+// returned.
+//
+// # Subprocess plugins
+//
+// A built-in plugin runs from the host's own executable (os.Executable),
+// re-executed with RT_PLUGIN_SERVE=<name>; the binary's main (and TestMain of
+// tests that start plugins) must call sdk.ServeBuiltinIfRequested first. An
+// external plugin is the executable at plugins.<name>.path. Either way the
+// process is started through go-plugin with: gRPC only, AutoMTLS, a 10 s
+// start timeout, a fresh exec.Cmd and go-plugin client for every start
+// (go-plugin#306), and SkipHostEnv: the plugin's environment is only
+// PATH, HOME, TMPDIR, GOCOVERDIR, LANG and RT_PLUGIN_SERVE (plus go-plugin's
+// handshake variables), so plugins never see the host's secrets. The plugin's
+// hclog output is re-logged through the Services logger with plugin=<name> at
+// its own level; go-plugin's stdio chatter is dropped.
+//
+// # Supervision
+//
+// A subprocess plugin that dies (its process exits or its stream breaks) is
+// restarted: after 100 ms, doubling up to 5 s between failed attempts; the
+// delay goes back to 100 ms once a process stayed up 30 s. While it is down,
+// Status shows "restarting" (or "failed" after a failed attempt, with
+// LastError), Ready returns an error, realtime_plugin_up is 0; the log shows
+// an error with the plugin's name, pid and exit status. After a restart,
+// OnConnect is replayed for every socket of Services.LiveSockets before any
+// new event reaches the new process; realtime_plugin_restarts_total counts
+// restarts. In-process plugins are not supervised (they cannot die without
+// the host).
+//
+// # While a plugin is down
+//
+// Sockets stay connected. Events for the plugin are dropped, not buffered
+// (a replayed backlog would reach a plugin that lost its state, and the
+// client's ack tells it the event failed): done gets an error wrapping
+// sdk.ErrPluginUnavailable, the drop is logged at debug and counted in
+// realtime_plugin_events_dropped_total{plugin} and
+// realtime_plugin_events_total{plugin,result="dropped"}. The same happens when
+// the plugin's queue is full (sdk.ErrOverloaded). OnConnect and OnDisconnect
+// are not sent (the replay after the restart covers the sockets that are
+// still there). A bus delivery waits up to 10 s for the plugin to come back,
+// then is nacked and requeued. HTTP requests get 503.
+//
+// # Stopping
+//
+// Stop stops the consumers, refuses new events, waits for in-flight calls
+// (bounded by its ctx), calls each plugin's Stop and then kills its process
+// (each kill bounded by 5 s: go-plugin's Kill can hang, terraform#38939), all
+// plugins in parallel. No plugin process outlives Stop; a plugin whose host
+// dies without Stop exits by itself within a second (it watches its parent).
+//
+// # Metrics
+//
+// realtime_plugin_up{plugin}, realtime_plugin_restarts_total{plugin},
+// realtime_plugin_event_seconds{plugin} (event handed over -> answer),
+// realtime_plugin_events_total{plugin,result} (ok, error, dropped) and
+// realtime_plugin_events_dropped_total{plugin}.
+package pluginhost

@@ -1,0 +1,121 @@
+// Package sdk is what a realtime plugin imports: the plugin contract, the
+// one-call entry point of a plugin binary, and (in sdktest) a test kit.
+//
+// # What a plugin is
+//
+// A plugin is a realtime feature (presence, chat, admin, ...) that the host
+// loads when config.yaml enables it. The host owns every connection to the
+// outside world (websockets, Redis, RabbitMQ, Hasura, Auth0); a plugin sees
+// sockets, rooms, a Redis-like Store, a message bus and a directory only
+// through the Host interface, and never reads the host's environment.
+//
+// A plugin implements Plugin; embed Base for no-op defaults:
+//
+//	type Plugin struct {
+//		sdk.Base
+//		host sdk.Host
+//	}
+//
+//	func (p *Plugin) Describe() sdk.Descriptor {
+//		return sdk.Descriptor{Name: "echo", Version: "1.0.0", Events: []string{"echo"}}
+//	}
+//	func (p *Plugin) Start(ctx context.Context, h sdk.Host, cfg json.RawMessage) error { p.host = h; return nil }
+//	func (p *Plugin) OnEvent(ctx context.Context, e sdk.Event) ([]any, error) { ... }
+//
+// plugins/echo is the complete example to copy.
+//
+// # Lifecycle
+//
+//   - Describe declares the Socket.IO events, HTTP routes, bus exchanges and
+//     queues. An event or route claimed by two enabled plugins stops the host
+//     at start-up with an error naming both.
+//   - Start gets the plugin's config subtree (plugins.<name>.config as JSON)
+//     and the Host. Its ctx only lives for the call: start background work
+//     with your own context and end it in Stop.
+//   - OnConnect runs for every socket before any of its events; after a
+//     restart of a subprocess plugin it is replayed for every live socket.
+//   - OnEvent handles one declared event. Its return values answer the
+//     client's ack callback (if the client sent one); an error goes back to
+//     the host, which decides what the client sees.
+//   - OnDisconnect runs once when a socket is gone.
+//   - OnDelivery handles one message of a declared queue: nil acks it, an
+//     error nacks and requeues it, an error wrapping ErrDrop nacks it without
+//     requeue. "{instance}" in a queue name becomes the host's instance id.
+//   - OnHTTP serves a declared route (body up to 1 MiB).
+//   - Stop runs when the host shuts down, after in-flight calls finished.
+//
+// Each OnConnect/OnEvent/OnDisconnect/OnDelivery call gets a ctx that ends
+// after 30 s. A panic in a handler is recovered, logged with its stack, and
+// reported as that call's error.
+//
+// # Ordering and concurrency
+//
+// The calls of one socket (OnConnect, its events, OnDisconnect) reach the
+// plugin one at a time, in the order the client sent them; different sockets
+// are handled concurrently (64 workers keyed by socket id), so a plugin must
+// be safe for concurrent use, and a slow handler delays the other sockets
+// that share its worker. Deliveries are ordered per queue.
+//
+// Host.Emit does not wait for a round trip: emits travel on the same ordered
+// stream as the answers, so the emits of one plugin reach the host in the
+// order they were made, and an event's emits are applied before its ack is
+// answered. An emit error (unknown socket, ...) is logged by the host, not
+// returned. Join, Leave, Disconnect, Publish, Store and Directory calls wait
+// for the host's answer (Publish waits for the broker's confirm).
+//
+// # Modes
+//
+// The same Plugin runs in two modes, chosen by config (plugins.<name>.mode):
+//
+//   - subprocess (default): the host starts the plugin as a child process
+//     through hashicorp/go-plugin (gRPC over a unix socket, mutual TLS) and
+//     restarts it with backoff when it dies; a crash never takes the host or
+//     its sockets down. Built-in plugins run from the host's own binary (it
+//     re-executes itself with RT_PLUGIN_SERVE=<name>); other plugins are
+//     binaries named by plugins.<name>.path whose main is sdk.Serve.
+//   - inprocess: the host calls the Plugin directly (same dispatch rules,
+//     no gRPC): faster, no isolation, no restart.
+//
+// The wire contract is proto/v1/plugin.proto: one long-lived bidirectional
+// stream per plugin process carries socket calls, events, deliveries, their
+// answers and the plugin's emits (batched when several are ready); the host
+// services are served back once per process through go-plugin's broker.
+//
+// # Entry points
+//
+// A plugin binary's main is one line:
+//
+//	func main() { sdk.Serve(myplugin.New()) }
+//
+// A built-in plugin registers itself, and the host binary serves it when
+// re-executed:
+//
+//	func init() { sdk.Register("echo", func() sdk.Plugin { return New() }) }
+//	func main() { sdk.ServeBuiltinIfRequested(); ... }
+//
+// A plugin logs with Host.Logger (slog). In a subprocess the records go out as
+// hclog JSON on stderr and the host re-logs them with plugin=<name>. Never
+// write to stdout: it is go-plugin's handshake channel.
+//
+// # Testing a plugin
+//
+// Package sdktest has a recording fake Host (Emits, Joins, Leaves,
+// Disconnects, Publishes) whose Store is a real embedded Redis and whose
+// Directory is a struct of func fields, plus helpers:
+//
+//	h := sdktest.NewHost()
+//	defer h.Close()
+//	p := echo.New()
+//	sdktest.Start(t, ctx, p, h, nil)
+//	ack, err := sdktest.Event(t, ctx, p, sdktest.Socket("s1", "alice"), "echo", "hi")
+//	emits := h.Emits()
+//
+// To test the real subprocess path (gRPC shims, re-exec), let the test binary
+// serve plugins and use StartSubprocess:
+//
+//	func TestMain(m *testing.M) { sdk.ServeBuiltinIfRequested(); os.Exit(m.Run()) }
+//
+//	sp := sdktest.StartSubprocess(t, "echo")
+//	ack, err := sp.Event(sdktest.Socket("s1", "alice"), "echo", "hi")
+//	emits := sp.Host.Emits()
+package sdk
