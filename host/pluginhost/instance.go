@@ -125,6 +125,14 @@ func (in *instance) start(ctx context.Context, l *launched, replay bool) error {
 	if err := l.client.Start(sctx, in.host, in.config); err != nil {
 		return fmt.Errorf("start: %w", err)
 	}
+	// Queues and exchanges may depend on the plugin's config (e.g. chat's
+	// writeback queues), which it only has after Start: read them again.
+	// Events and routes stay as first described (their claims are checked).
+	if d, err := l.client.Describe(sctx); err == nil {
+		l.desc.Queues, l.desc.Exchanges = d.Queues, d.Exchanges
+	} else {
+		in.logger.Warn("plugin: describe after start failed; using the first description", "error", err)
+	}
 	in.mu.Lock()
 	defer in.mu.Unlock()
 	select {

@@ -217,8 +217,10 @@ func (m *Manager) Start(ctx context.Context) error {
 	}
 	m.routes = routes
 
+	declared := map[string]bool{}
 	for i, in := range m.instances {
 		for _, ex := range launchedAll[i].desc.Exchanges {
+			declared[ex.Name] = true
 			if err := m.svc.DeclareExchange(ctx, ex); err != nil {
 				return fail(fmt.Errorf("plugin %q: declare exchange %q: %w", in.name, ex.Name, err))
 			}
@@ -232,6 +234,15 @@ func (m *Manager) Start(ctx context.Context) error {
 		in.logger.Info("plugin started", "mode", in.mode, "version", launchedAll[i].desc.Version, "pid", pidOf(launchedAll[i].proc))
 	}
 	for i, in := range m.instances {
+		for _, ex := range launchedAll[i].desc.Exchanges { // new ones described after Start
+			if declared[ex.Name] {
+				continue
+			}
+			declared[ex.Name] = true
+			if err := m.svc.DeclareExchange(ctx, ex); err != nil {
+				return fail(fmt.Errorf("plugin %q: declare exchange %q: %w", in.name, ex.Name, err))
+			}
+		}
 		for _, q := range launchedAll[i].desc.Queues {
 			q.Name = strings.ReplaceAll(q.Name, "{instance}", m.svc.InstanceID())
 			queue := q.Name

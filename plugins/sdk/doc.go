@@ -28,7 +28,9 @@
 //
 //   - Describe declares the Socket.IO events, HTTP routes, bus exchanges and
 //     queues. An event or route claimed by two enabled plugins stops the host
-//     at start-up with an error naming both.
+//     at start-up with an error naming both. The host calls Describe again
+//     after Start and takes the exchanges and queues from that answer, so
+//     they may depend on the plugin's config.
 //   - Start gets the plugin's config subtree (plugins.<name>.config as JSON)
 //     and the Host. Its ctx only lives for the call: start background work
 //     with your own context and end it in Stop.
