@@ -199,7 +199,30 @@ func splitList(s string) []string {
 	return out
 }
 
-func startHeartbeat(lc fx.Lifecycle, cfg *config.Config, inst Instance, s *store.Store, h *hub.Hub, log *slog.Logger) {
+// pluginSummary is what the heartbeat publishes about each plugin (the admin
+// page shows it).
+type pluginSummary struct {
+	Name      string `json:"name"`
+	Mode      string `json:"mode"`
+	State     string `json:"state"`
+	Restarts  int    `json:"restarts"`
+	LastError string `json:"lastError,omitempty"`
+}
+
+func pluginsJSON(p *pluginhost.Manager) string {
+	var out []pluginSummary
+	for _, st := range p.Status() {
+		out = append(out, pluginSummary{Name: st.Name, Mode: st.Mode, State: st.State, Restarts: st.Restarts, LastError: st.LastError})
+	}
+	b, err := json.Marshal(out)
+	if err != nil {
+		return "[]"
+	}
+	return string(b)
+}
+
+func startHeartbeat(lc fx.Lifecycle, cfg *config.Config, inst Instance, s *store.Store, h *hub.Hub, p *pluginhost.Manager, log *slog.Logger) {
+	started := strconv.FormatInt(time.Now().Unix(), 10)
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan struct{})
 	lc.Append(fx.Hook{
@@ -210,7 +233,8 @@ func startHeartbeat(lc fx.Lifecycle, cfg *config.Config, inst Instance, s *store
 					return map[string]string{
 						"name":    inst.Name,
 						"sockets": strconv.Itoa(h.Count()),
-						"started": strconv.FormatInt(time.Now().Unix(), 10),
+						"started": started,
+						"plugins": pluginsJSON(p),
 					}
 				}, cfg.Redis.HeartbeatInterval, cfg.Redis.InstanceTTL)
 			}()

@@ -133,6 +133,7 @@
 //	chat:subscriptions.<chatId>              SET     registrant ids subscribed            none (webhook-maintained)
 //	caches:ReadUpToIndex:<chatId>¬<userId>   STRING  JSON {chatId,userId,messageSId}      30 days, reset on each write
 //	chat:message:<sId>, chat:reaction:<sId>  STRING  JSON {chatId,senderId}               message_record_ttl (720h)
+//	rt:stats:chat.messages:<unix minute>     STRING  messages sent that minute (admin page) 1h
 //
 // The per-socket TTLs make a crashed instance's entries disappear on their
 // own: its sockets' chat sets expire within 10 minutes, after which their

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"strconv"
 	"time"
 
 	"github.com/clowdr/realtime/plugins/sdk"
@@ -170,6 +171,7 @@ func (p *Plugin) afterPublish(ctx context.Context, s sdk.Socket, a *action) {
 	rk := recentMessagesKey(a.ChatID)
 	switch a.Op {
 	case opInsert:
+		p.countMessage(ctx)
 		if !counted {
 			return
 		}
@@ -197,5 +199,16 @@ func (p *Plugin) afterPublish(ctx context.Context, s sdk.Socket, a *action) {
 			chatID := a.ChatID
 			p.schedule("delete", func(ctx context.Context) { p.updateUnreadCounts(ctx, chatID, "", "") })
 		}
+	}
+}
+
+// StatsKeyPrefix + <unix minute> counts the messages sent in that minute,
+// across instances; the admin page charts the last ten minutes.
+const StatsKeyPrefix = "rt:stats:chat.messages:"
+
+func (p *Plugin) countMessage(ctx context.Context) {
+	k := StatsKeyPrefix + strconv.FormatInt(p.now().Unix()/60, 10)
+	if err := pipeline(ctx, p.host.Store(), [][]any{{"INCR", k}, {"EXPIRE", k, 3600}}); err != nil {
+		p.log.Debug("chat: count message", "err", err)
 	}
 }
