@@ -112,7 +112,9 @@ func newStore(lc fx.Lifecycle, cfg *config.Config, log *slog.Logger, reg prometh
 	if err != nil {
 		return nil, fmt.Errorf("store: %w", err)
 	}
-	s.RegisterMetrics(reg)
+	if err := s.RegisterMetrics(reg); err != nil {
+		return nil, fmt.Errorf("store metrics: %w", err)
+	}
 	lc.Append(fx.StopHook(func() error { return s.Close() }))
 	return s, nil
 }
@@ -122,8 +124,10 @@ func newBus(lc fx.Lifecycle, cfg *config.Config, inst Instance, log *slog.Logger
 	if err != nil {
 		return nil, fmt.Errorf("bus: %w", err)
 	}
-	if m, ok := b.(interface{ RegisterMetrics(prometheus.Registerer) }); ok {
-		m.RegisterMetrics(reg)
+	if m, ok := b.(bus.MetricsRegisterer); ok {
+		if err := m.RegisterMetrics(reg); err != nil {
+			return nil, fmt.Errorf("bus metrics: %w", err)
+		}
 	}
 	lc.Append(fx.StopHook(func() error { return b.Close() }))
 	return b, nil
@@ -146,8 +150,11 @@ func newVerifier(lc fx.Lifecycle, cfg *config.Config, log *slog.Logger, reg prom
 	return v, nil
 }
 
-func newHub(lc fx.Lifecycle, inst Instance, s *store.Store, log *slog.Logger) (*hub.Hub, error) {
+func newHub(lc fx.Lifecycle, inst Instance, s *store.Store, log *slog.Logger, reg prometheus.Registerer) (*hub.Hub, error) {
 	h := hub.New(inst.ID, socketio.EncodeEventRaw, nil, log.With("component", "hub"))
+	if err := h.RegisterMetrics(reg); err != nil {
+		return nil, fmt.Errorf("hub metrics: %w", err)
+	}
 	if !s.Embedded() {
 		// Several instances can share this Redis: deliver across them.
 		r, err := hub.NewRedisRemote(context.Background(), s.Client(), h, log.With("component", "hub"))

@@ -23,6 +23,7 @@ import (
 	"fmt"
 	"log/slog"
 	"sync"
+	"time"
 
 	"github.com/clowdr/realtime/plugins/sdk"
 )
@@ -81,6 +82,8 @@ type Hub struct {
 	sockets map[string]*Socket
 	rooms   map[string]map[*Socket]struct{}
 
+	met *metrics
+
 	remote     Remote // nil: single instance
 	subMu      sync.Mutex
 	subscribed map[string]bool // rooms subscribed on the remote; guarded by subMu
@@ -99,6 +102,7 @@ func New(instanceID string, encode Encoder, remote Remote, logger *slog.Logger) 
 		rooms:      make(map[string]map[*Socket]struct{}),
 		remote:     remote,
 		subscribed: make(map[string]bool),
+		met:        newMetrics(),
 	}
 }
 
@@ -332,6 +336,9 @@ func (h *Hub) forward(ctx context.Context, socketID string, m InstanceMessage) e
 
 // Emit delivers event(args...) to the target on every instance.
 func (h *Hub) Emit(ctx context.Context, to sdk.Target, event string, args []json.RawMessage) error {
+	start := time.Now()
+	defer func() { h.met.emitTime.Observe(time.Since(start).Seconds()) }()
+	h.met.emits.WithLabelValues(targetLabel(int(to.Kind))).Inc()
 	frame := h.encode(event, args)
 	switch to.Kind {
 	case sdk.ToSocket:
@@ -382,6 +389,7 @@ func (h *Hub) DeliverLocal(room string, frame []byte) int {
 	for _, c := range conns {
 		_ = c.Send(frame) // a failed send closes the conn itself (slow consumer)
 	}
+	h.met.deliveries.Add(float64(len(conns)))
 	return len(conns)
 }
 
