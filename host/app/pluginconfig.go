@@ -38,7 +38,11 @@ func hostProvided(cfg *config.Config) map[string]map[string]any {
 			"flush_secret":   cfg.Secrets.Flush,
 			"admin_secret":   cfg.Secrets.Admin,
 		},
-		"chat":      with(hasura, map[string]any{"event_secret": cfg.Secrets.Event}),
+		"chat": with(hasura, map[string]any{
+			"event_secret": cfg.Secrets.Event,
+			// Notifications go through the push plugin when it runs.
+			"web_push": cfg.Plugins["push"].Enabled,
+		}),
 		"handraise": {"event_secret": cfg.Secrets.Event},
 		"push":      with(hasura, map[string]any{"event_secret": cfg.Secrets.Event}),
 		"analytics": hasura,
@@ -65,7 +69,7 @@ func pluginConfigJSON(cfg *config.Config) func(string) (json.RawMessage, error) 
 			}
 		}
 		for k, v := range extra {
-			if _, set := m[k]; set || v == "" {
+			if _, set := m[k]; set || v == "" || v == false {
 				continue
 			}
 			m[k] = v

@@ -40,6 +40,12 @@ type Config struct {
 	// chat.reactions.writeback queues and writes their messages to Hasura
 	// (requires GraphQLURL).
 	Writeback bool `json:"writeback"`
+	// WebPush sends notifications through the push plugin (exchange
+	// "notifications", see plugins/push) instead of emitting them to the
+	// user's sockets; the push plugin then uses Web Push for users with
+	// subscriptions and the socket event for the rest. The host sets it when
+	// the push plugin is enabled.
+	WebPush bool `json:"web_push"`
 	// GraphQLURL is Hasura's GraphQL endpoint for the writeback.
 	GraphQLURL string `json:"graphql_url"`
 	// AdminSecret is sent as x-hasura-admin-secret by the writeback.

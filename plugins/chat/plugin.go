@@ -12,6 +12,7 @@ import (
 
 	"golang.org/x/time/rate"
 
+	"github.com/clowdr/realtime/plugins/push"
 	"github.com/clowdr/realtime/plugins/sdk"
 )
 
@@ -142,8 +143,11 @@ func (p *Plugin) Describe() sdk.Descriptor {
 		},
 	}
 	p.mu.Lock()
-	wb := p.cfg.Writeback
+	wb, wp := p.cfg.Writeback, p.cfg.WebPush
 	p.mu.Unlock()
+	if wp {
+		d.Exchanges = append(d.Exchanges, push.Exchange())
+	}
 	if wb {
 		d.Queues = append(d.Queues,
 			sdk.Queue{Name: QueueMessagesWriteback, Exchange: ExchangeMessages, Bindings: []string{"*"}, Durable: true, Prefetch: 100},

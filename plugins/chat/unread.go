@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"strconv"
 
+	"github.com/clowdr/realtime/plugins/push"
 	"github.com/clowdr/realtime/plugins/sdk"
 )
 
@@ -262,8 +263,20 @@ func (p *Plugin) notifySubscribers(ctx context.Context, f followUp) {
 		if listening[uid] {
 			continue
 		}
-		if err := p.host.Emit(ctx, sdk.UserTarget(uid), "notification", n); err != nil {
-			p.log.Error("chat: emit notification", "user", uid, "err", err)
+		if err := p.notify(ctx, uid, n); err != nil {
+			p.log.Error("chat: notification", "user", uid, "err", err)
 		}
 	}
+}
+
+// notify sends a notification to a user: through the push plugin when
+// web_push is on, else as the notification event to the user's sockets.
+func (p *Plugin) notify(ctx context.Context, userID string, n Notification) error {
+	p.mu.Lock()
+	wp := p.cfg.WebPush
+	p.mu.Unlock()
+	if wp {
+		return push.Publish(ctx, p.host, userID, push.Notification(n))
+	}
+	return p.host.Emit(ctx, sdk.UserTarget(userID), "notification", n)
 }

@@ -199,7 +199,7 @@ func (p *Plugin) flagInserted(ctx context.Context, ev hasuraEvent) error {
 	}
 	var errs []error
 	for _, uid := range p.cfg.Moderators {
-		if err := p.host.Emit(ctx, sdk.UserTarget(uid), "notification", n); err != nil {
+		if err := p.notify(ctx, uid, n); err != nil {
 			errs = append(errs, fmt.Errorf("notify %s: %w", uid, err))
 		}
 	}

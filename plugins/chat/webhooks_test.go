@@ -2,10 +2,12 @@ package chat
 
 import (
 	"context"
+	"encoding/json"
 	"net/http"
 	"strings"
 	"testing"
 
+	"github.com/clowdr/realtime/plugins/push"
 	"github.com/clowdr/realtime/plugins/sdk"
 	"github.com/clowdr/realtime/plugins/sdk/sdktest"
 )
@@ -195,5 +197,36 @@ func TestDescribe(t *testing.T) {
 	}
 	if f, ok := sdk.Lookup("chat"); !ok || f() == nil {
 		t.Error("chat is not registered")
+	}
+}
+
+// With web_push on, notifications go to the push plugin's exchange instead
+// of the sockets, and the chat plugin declares that exchange.
+func TestWebPushNotifications(t *testing.T) {
+	p, h := newTestPlugin(t, map[string]any{"event_secret": "s3cret", "moderators": []string{"mod1"}, "web_push": true})
+	found := false
+	for _, ex := range p.Describe().Exchanges {
+		found = found || ex.Name == push.ExchangeName
+	}
+	if !found {
+		t.Fatalf("exchanges %+v lack %q", p.Describe().Exchanges, push.ExchangeName)
+	}
+	flag := `{"id":"f1","messageSId":"` + sid1 + `","type":"Spam","created_at":"2021","updated_at":"2021"}`
+	hdr := http.Header{}
+	hdr.Set("X-Hasura-Event-Secret", "s3cret")
+	res, err := p.OnHTTP(context.Background(), sdk.HTTPRequest{Method: http.MethodPost, Path: RouteFlagInserted, Header: hdr, Body: []byte(hasuraBody("INSERT", "null", flag, "null"))})
+	if err != nil || res.Status != 200 {
+		t.Fatalf("flag: %d %v", res.Status, err)
+	}
+	if n := len(emitsNamed(h, "notification")); n != 0 {
+		t.Fatalf("%d notification emits with web_push on", n)
+	}
+	pubs := h.Publishes()
+	if len(pubs) != 1 || pubs[0].Exchange != push.ExchangeName {
+		t.Fatalf("publishes %+v, want one to %q", pubs, push.ExchangeName)
+	}
+	var m push.Message
+	if err := json.Unmarshal(pubs[0].Body, &m); err != nil || m.UserID != "mod1" || m.Notification.Title != "Message reported" {
+		t.Fatalf("published %s (%v)", pubs[0].Body, err)
 	}
 }

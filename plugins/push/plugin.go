@@ -1,0 +1,172 @@
+package push
+
+import (
+	"context"
+	"crypto/sha256"
+	"crypto/subtle"
+	"encoding/json"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"sync"
+	"time"
+
+	"github.com/clowdr/realtime/plugins/sdk"
+)
+
+func init() {
+	sdk.Register(Name, func() sdk.Plugin { return New() })
+}
+
+// HTTP routes the plugin serves (§8.3).
+const (
+	// RouteVAPIDPublicKey answers the Hasura action vapidPublicKey.
+	RouteVAPIDPublicKey = "/vapid/publicKey"
+	// RouteSubscriptionChanged is the Hasura event trigger on
+	// PushNotificationSubscription.
+	RouteSubscriptionChanged = "/pushNotificationSubscription/changed"
+)
+
+const (
+	// maxWebhookBody mirrors body-parser's default 100 kB limit.
+	maxWebhookBody = 100 << 10
+	// sendTimeout bounds one request to a push service.
+	sendTimeout = 10 * time.Second
+	// maxSubscriptionsPerSend bounds the subscriptions one delivery sends to.
+	maxSubscriptionsPerSend = 32
+	// sendParallelism bounds the concurrent requests of one delivery.
+	sendParallelism = 8
+	// retryStateTTL is how long a message's retry bookkeeping is kept.
+	retryStateTTL = time.Hour
+	// maxEndpointBytes bounds a subscription endpoint URL.
+	maxEndpointBytes = 2048
+)
+
+// Plugin is the push plugin. Safe for concurrent use after Start.
+type Plugin struct {
+	sdk.Base
+	host       sdk.Host
+	log        *slog.Logger
+	cfg        Config
+	subscriber string // VAPID subject in webpush-go's form
+	client     webpushClient
+
+	keyMu sync.Mutex
+	vapid *vapidKeys // nil until configured or loaded
+}
+
+// webpushClient sends a request to a push service (an *http.Client).
+type webpushClient interface {
+	Do(*http.Request) (*http.Response, error)
+}
+
+var _ sdk.Plugin = (*Plugin)(nil)
+
+// New returns a push plugin.
+func New() *Plugin { return &Plugin{} }
+
+// Describe declares the routes, the notifications exchange and the shared
+// push.notifications queue.
+func (p *Plugin) Describe() sdk.Descriptor {
+	return sdk.Descriptor{
+		Name:    Name,
+		Version: "1.0.0",
+		Routes: []sdk.Route{
+			{Method: http.MethodPost, Path: RouteVAPIDPublicKey},
+			{Method: http.MethodPost, Path: RouteSubscriptionChanged},
+		},
+		Exchanges: []sdk.Exchange{Exchange()},
+		Queues: []sdk.Queue{{
+			Name: QueueName, Exchange: ExchangeName, Bindings: []string{"#"},
+			Durable: true, Prefetch: 16,
+		}},
+	}
+}
+
+// Start parses the config. Generated VAPID keys are loaded (or created) now
+// if the Store answers, else on first use.
+func (p *Plugin) Start(ctx context.Context, host sdk.Host, raw json.RawMessage) error {
+	cfg, err := parseConfig(raw)
+	if err != nil {
+		return err
+	}
+	sub, err := librarySubscriber(cfg.VAPIDSubject)
+	if err != nil {
+		return fmt.Errorf("push config: key \"vapid_subject\": %w", err)
+	}
+	p.host, p.cfg, p.subscriber = host, cfg, sub
+	p.log = host.Logger()
+	if p.log == nil {
+		p.log = slog.New(slog.DiscardHandler)
+	}
+	if p.client == nil {
+		p.client = &http.Client{
+			Timeout: sendTimeout,
+			// A push service answers; it does not redirect. Not following
+			// redirects keeps the endpoint the only address we POST to.
+			CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },
+		}
+	}
+	if cfg.VAPIDPublicKey != "" {
+		p.vapid = &vapidKeys{Public: cfg.VAPIDPublicKey, Private: cfg.VAPIDPrivateKey}
+		return nil
+	}
+	if _, err := p.keys(ctx); err != nil {
+		p.log.Warn("push: VAPID keys not loaded yet; retrying on first use", "err", err)
+	}
+	return nil
+}
+
+var (
+	htmlHeader = func() http.Header { return http.Header{"Content-Type": {"text/html; charset=utf-8"}} }
+	jsonHeader = func() http.Header { return http.Header{"Content-Type": {"application/json; charset=utf-8"}} }
+)
+
+func textResponse(status int, body string) sdk.HTTPResponse {
+	return sdk.HTTPResponse{Status: status, Header: htmlHeader(), Body: []byte(body)}
+}
+
+// checkSecret compares the x-hasura-event-secret header with the configured
+// secret in constant time (hashes first, so the length does not leak).
+func (p *Plugin) checkSecret(h http.Header) bool {
+	if p.cfg.EventSecret == "" {
+		return false
+	}
+	got := h.Values("X-Hasura-Event-Secret")
+	if len(got) != 1 {
+		return false
+	}
+	a := sha256.Sum256([]byte(got[0]))
+	b := sha256.Sum256([]byte(p.cfg.EventSecret))
+	return subtle.ConstantTimeCompare(a[:], b[:]) == 1
+}
+
+// OnHTTP serves POST /vapid/publicKey and POST /pushNotificationSubscription/changed.
+func (p *Plugin) OnHTTP(ctx context.Context, r sdk.HTTPRequest) (sdk.HTTPResponse, error) {
+	if r.Path != RouteVAPIDPublicKey && r.Path != RouteSubscriptionChanged {
+		return textResponse(http.StatusNotFound, "Not found"), nil
+	}
+	if !p.checkSecret(r.Header) {
+		p.log.Warn("push: request with a missing or wrong event secret", "path", r.Path, "remote", r.RemoteAddr)
+		return sdk.HTTPResponse{Status: http.StatusUnauthorized, Header: jsonHeader(), Body: []byte("{}")}, nil
+	}
+	if r.Method != http.MethodPost {
+		return textResponse(http.StatusMethodNotAllowed, "Method not allowed"), nil
+	}
+	if len(r.Body) > maxWebhookBody {
+		return textResponse(http.StatusRequestEntityTooLarge, "Payload too large"), nil
+	}
+	if r.Path == RouteVAPIDPublicKey {
+		k, err := p.keys(ctx)
+		if err != nil {
+			p.log.Error("push: VAPID keys", "err", err)
+			return textResponse(http.StatusInternalServerError, "Failed to get VAPID public key"), nil
+		}
+		body, err := json.Marshal(map[string]string{"key": k.Public})
+		if err != nil {
+			return textResponse(http.StatusInternalServerError, "Failed to get VAPID public key"), nil
+		}
+		return sdk.HTTPResponse{Status: http.StatusOK, Header: jsonHeader(), Body: body}, nil
+	}
+	return p.subscriptionChanged(ctx, r.Body), nil
+}
