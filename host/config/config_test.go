@@ -683,7 +683,7 @@ func TestRepoConfigYAML(t *testing.T) {
 		want, _ := def.YAML()
 		t.Errorf("config.yaml differs from the defaults:\n%s\nwant\n%s", got, want)
 	}
-	if !slices.Equal(c.EnabledPlugins(), []string{"admin", "chat", "presence"}) || c.Plugins["echo"].Enabled {
+	if !slices.Equal(c.EnabledPlugins(), []string{"admin", "analytics", "chat", "handraise", "presence", "push"}) || c.Plugins["echo"].Enabled {
 		t.Errorf("plugins = %+v", c.Plugins)
 	}
 

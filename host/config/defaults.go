@@ -72,13 +72,19 @@ func Defaults() map[string]any {
 
 		"shutdown.timeout": 25 * time.Second,
 
-		"plugins.presence.enabled": true,
-		"plugins.presence.mode":    DefaultPluginMode,
-		"plugins.chat.enabled":     true,
-		"plugins.chat.mode":        DefaultPluginMode,
-		"plugins.admin.enabled":    true,
-		"plugins.admin.mode":       DefaultPluginMode,
-		"plugins.echo.enabled":     false,
-		"plugins.echo.mode":        DefaultPluginMode,
+		"plugins.presence.enabled":  true,
+		"plugins.presence.mode":     DefaultPluginMode,
+		"plugins.chat.enabled":      true,
+		"plugins.chat.mode":         DefaultPluginMode,
+		"plugins.admin.enabled":     true,
+		"plugins.admin.mode":        DefaultPluginMode,
+		"plugins.handraise.enabled": true,
+		"plugins.handraise.mode":    DefaultPluginMode,
+		"plugins.analytics.enabled": true,
+		"plugins.analytics.mode":    DefaultPluginMode,
+		"plugins.push.enabled":      true,
+		"plugins.push.mode":         DefaultPluginMode,
+		"plugins.echo.enabled":      false,
+		"plugins.echo.mode":         DefaultPluginMode,
 	}
 }
