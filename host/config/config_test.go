@@ -135,7 +135,7 @@ func TestDefaultsLoad(t *testing.T) {
 			t.Errorf("%s = %#v, want %#v", tc.key, got, tc.want)
 		}
 	}
-	if got := c.EnabledPlugins(); !slices.Equal(got, []string{"admin", "chat", "presence"}) {
+	if got := c.EnabledPlugins(); !slices.Equal(got, []string{"admin", "analytics", "chat", "handraise", "presence", "push"}) {
 		t.Errorf("EnabledPlugins() = %v", got)
 	}
 	if !c.DevMode() {
@@ -288,7 +288,7 @@ func TestRTEnv(t *testing.T) {
 	if want := `{"allow_edits":true,"greeting":"hello","max_message_bytes":4096}`; string(got) != want {
 		t.Errorf("chat config = %s, want %s", got, want)
 	}
-	if got := c.EnabledPlugins(); !slices.Equal(got, []string{"admin", "hand_raise", "presence"}) {
+	if got := c.EnabledPlugins(); !slices.Equal(got, []string{"admin", "analytics", "hand_raise", "handraise", "presence", "push"}) {
 		t.Errorf("EnabledPlugins() = %v", got)
 	}
 }
