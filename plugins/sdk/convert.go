@@ -64,6 +64,8 @@ func targetKindToProto(k TargetKind) pluginv1.TargetKind {
 		return pluginv1.TargetKind_TARGET_KIND_ROOM
 	case ToUser:
 		return pluginv1.TargetKind_TARGET_KIND_USER
+	case ToLocalRoom:
+		return pluginv1.TargetKind_TARGET_KIND_LOCAL_ROOM
 	default:
 		return pluginv1.TargetKind_TARGET_KIND_SOCKET
 	}
@@ -77,6 +79,8 @@ func targetKindFromProto(k pluginv1.TargetKind) (TargetKind, error) {
 		return ToRoom, nil
 	case pluginv1.TargetKind_TARGET_KIND_USER:
 		return ToUser, nil
+	case pluginv1.TargetKind_TARGET_KIND_LOCAL_ROOM:
+		return ToLocalRoom, nil
 	}
 	return 0, fmt.Errorf("unknown emit target kind %d", k)
 }

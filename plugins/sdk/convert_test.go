@@ -105,7 +105,7 @@ func TestHTTPConvert(t *testing.T) {
 	if got := httpResponseFromProto(httpResponseToProto(resp)); !reflect.DeepEqual(got, resp) {
 		t.Errorf("response round trip = %+v", got)
 	}
-	for _, k := range []TargetKind{ToSocket, ToRoom, ToUser} {
+	for _, k := range []TargetKind{ToSocket, ToRoom, ToUser, ToLocalRoom} {
 		if back, err := targetKindFromProto(targetKindToProto(k)); err != nil || back != k {
 			t.Errorf("target kind %d -> %d, %v", k, back, err)
 		}

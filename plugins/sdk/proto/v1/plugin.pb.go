@@ -33,6 +33,8 @@ const (
 	TargetKind_TARGET_KIND_SOCKET TargetKind = 0
 	TargetKind_TARGET_KIND_ROOM   TargetKind = 1
 	TargetKind_TARGET_KIND_USER   TargetKind = 2
+	// The room's members on the emitting instance only (sdk.ToLocalRoom).
+	TargetKind_TARGET_KIND_LOCAL_ROOM TargetKind = 3
 )
 
 // Enum value maps for TargetKind.
@@ -41,11 +43,13 @@ var (
 		0: "TARGET_KIND_SOCKET",
 		1: "TARGET_KIND_ROOM",
 		2: "TARGET_KIND_USER",
+		3: "TARGET_KIND_LOCAL_ROOM",
 	}
 	TargetKind_value = map[string]int32{
-		"TARGET_KIND_SOCKET": 0,
-		"TARGET_KIND_ROOM":   1,
-		"TARGET_KIND_USER":   2,
+		"TARGET_KIND_SOCKET":     0,
+		"TARGET_KIND_ROOM":       1,
+		"TARGET_KIND_USER":       2,
+		"TARGET_KIND_LOCAL_ROOM": 3,
 	}
 )
 
@@ -2250,12 +2254,13 @@ const file_plugin_proto_rawDesc = "" +
 	"\x06method\x18\x01 \x01(\tR\x06method\x12\x12\n" +
 	"\x04args\x18\x02 \x01(\fR\x04args\"+\n" +
 	"\x11DirectoryResponse\x12\x16\n" +
-	"\x06result\x18\x01 \x01(\fR\x06result*P\n" +
+	"\x06result\x18\x01 \x01(\fR\x06result*l\n" +
 	"\n" +
 	"TargetKind\x12\x16\n" +
 	"\x12TARGET_KIND_SOCKET\x10\x00\x12\x14\n" +
 	"\x10TARGET_KIND_ROOM\x10\x01\x12\x14\n" +
-	"\x10TARGET_KIND_USER\x10\x022\xf7\x02\n" +
+	"\x10TARGET_KIND_USER\x10\x02\x12\x1a\n" +
+	"\x16TARGET_KIND_LOCAL_ROOM\x10\x032\xf7\x02\n" +
 	"\x06Plugin\x12O\n" +
 	"\bDescribe\x12#.realtime.plugin.v1.DescribeRequest\x1a\x1e.realtime.plugin.v1.Descriptor\x12D\n" +
 	"\x05Start\x12 .realtime.plugin.v1.StartRequest\x1a\x19.realtime.plugin.v1.Empty\x12M\n" +
