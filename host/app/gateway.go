@@ -101,7 +101,11 @@ func (g *gateway) Authenticate(ctx context.Context, c *socketio.Conn, payload js
 		st.limiter = rate.NewLimiter(rate.Limit(g.eventsPerSecond), max(g.eventBurst, 1))
 	}
 	if err := g.hub.Add(ctx, info, c); err != nil {
-		g.log.Error("registering socket failed", "socket", c.ID(), "err", err)
+		// Redis (room subscriptions) is likely down: close the transport so
+		// the client reconnects with backoff; a CONNECT_ERROR would make
+		// socket.io-client give up.
+		g.log.Error("registering socket failed; closing so the client retries", "socket", c.ID(), "err", err)
+		c.Close("hub unavailable")
 		return err
 	}
 	c.SetValue(st)
@@ -127,13 +131,21 @@ func (g *gateway) OnEvent(c *socketio.Conn, name string, args []json.RawMessage,
 		_ = c.Emit("server.error", map[string]string{"event": name, "code": "rate_limited", "message": "too many events; slow down"})
 		return
 	}
-	var done func([]json.RawMessage, error)
-	if ackID >= 0 {
-		done = func(ack []json.RawMessage, err error) {
+	done := func(ack []json.RawMessage, err error) {
+		if err != nil {
+			g.log.Debug("event failed", "socket", st.info.ID, "event", name, "err", err)
+		}
+		if ackID >= 0 {
 			if err != nil {
 				ack = []json.RawMessage{mustJSON(map[string]string{"error": err.Error()})}
 			}
 			_ = c.Ack(ackID, ack)
+			return
+		}
+		// Without an ack to carry it, tell the client when the feature is
+		// down or overloaded, so it can retry, instead of silence.
+		if errors.Is(err, sdk.ErrPluginUnavailable) || errors.Is(err, sdk.ErrOverloaded) {
+			_ = c.Emit("server.error", map[string]string{"event": name, "code": "unavailable", "message": "this feature is restarting or overloaded; retry shortly"})
 		}
 	}
 	if g.plugins.Event(st.info, name, args, done) {
