@@ -16,3 +16,7 @@ func killProcessGroup(cmd *exec.Cmd) {
 }
 
 func waitProcessGroupGone(*exec.Cmd, time.Duration) bool { return false }
+
+// killedBySIGKILL reports whether the exited cmd was killed (any kill on
+// platforms without signals).
+func killedBySIGKILL(cmd *exec.Cmd) bool { return cmd.ProcessState.ExitCode() == -1 }

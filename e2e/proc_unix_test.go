@@ -39,3 +39,9 @@ func waitProcessGroupGone(cmd *exec.Cmd, d time.Duration) (leftovers bool) {
 		time.Sleep(50 * time.Millisecond)
 	}
 }
+
+// killedBySIGKILL reports whether the exited cmd was killed by SIGKILL.
+func killedBySIGKILL(cmd *exec.Cmd) bool {
+	ws, ok := cmd.ProcessState.Sys().(syscall.WaitStatus)
+	return ok && ws.Signaled() && ws.Signal() == syscall.SIGKILL
+}
