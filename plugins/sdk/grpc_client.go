@@ -173,6 +173,14 @@ func (c *grpcClient) recvLoop(stream pluginv1.Plugin_ChannelClient) {
 				if err := c.host.Emit(c.ctx, Target{Kind: kind, ID: e.GetTargetId()}, e.GetEvent(), bytesToRaw(e.GetArgs())); err != nil {
 					c.logger.Debug("plugin emit failed", "event", e.GetEvent(), "target", e.GetTargetId(), "error", err)
 				}
+			case *pluginv1.PluginMessage_Barrier:
+				// Every earlier message of this stream has been applied above.
+				done := &pluginv1.HostMessage{Msg: &pluginv1.HostMessage_BarrierDone{BarrierDone: &pluginv1.BarrierDone{Id: x.Barrier.GetId()}}}
+				select {
+				case c.out <- done:
+				case <-c.ctx.Done():
+					return
+				}
 			}
 		}
 	}

@@ -50,6 +50,13 @@ type grpcServer struct {
 
 	mu       sync.Mutex
 	hostConn *grpc.ClientConn
+
+	// Barriers (see barrier): emits counts the emits queued, flushed the
+	// count the last finished barrier covered.
+	emits, flushed atomic.Uint64
+	barrierMu      sync.Mutex
+	barrierSeq     uint64
+	barriers       map[uint64]chan struct{}
 }
 
 var _ pluginv1.PluginServer = (*grpcServer)(nil)
@@ -295,8 +302,61 @@ func (s *grpcServer) dispatch(ctx context.Context, m *pluginv1.HostMessage) erro
 			cancel()
 			s.done(dv.GetSeq(), err, nil, err != nil && errors.Is(err, ErrDrop))
 		})
+	case *pluginv1.HostMessage_BarrierDone:
+		s.barrierMu.Lock()
+		ch := s.barriers[x.BarrierDone.GetId()]
+		delete(s.barriers, x.BarrierDone.GetId())
+		s.barrierMu.Unlock()
+		if ch != nil {
+			close(ch)
+		}
 	default:
 		s.logger.Warn("plugin: unknown host message ignored (newer host?)")
 	}
 	return nil
+}
+
+// barrier returns once the host has applied every emit queued before the
+// call. Join, Leave and Disconnect call it first: they are unary calls on
+// another connection, and would otherwise overtake emits still in the
+// stream (an update sent before a Leave reaching the socket, or one sent
+// before a Join reaching it).
+func (s *grpcServer) barrier(ctx context.Context) error {
+	n := s.emits.Load()
+	if s.flushed.Load() >= n {
+		return nil // nothing emitted since the last barrier
+	}
+	s.barrierMu.Lock()
+	if s.barriers == nil {
+		s.barriers = map[uint64]chan struct{}{}
+	}
+	s.barrierSeq++
+	id := s.barrierSeq
+	ch := make(chan struct{})
+	s.barriers[id] = ch
+	s.barrierMu.Unlock()
+	forget := func() {
+		s.barrierMu.Lock()
+		delete(s.barriers, id)
+		s.barrierMu.Unlock()
+	}
+	if err := s.enqueue(ctx, &pluginv1.PluginMessage{Msg: &pluginv1.PluginMessage_Barrier{Barrier: &pluginv1.Barrier{Id: id}}}); err != nil {
+		forget()
+		return err
+	}
+	select {
+	case <-ch:
+		for {
+			f := s.flushed.Load()
+			if f >= n || s.flushed.CompareAndSwap(f, n) {
+				return nil
+			}
+		}
+	case <-ctx.Done():
+		forget()
+		return ctx.Err()
+	case <-s.ctx.Done():
+		forget()
+		return ErrHostUnavailable
+	}
 }

@@ -194,20 +194,33 @@ func (h *remoteHost) Emit(ctx context.Context, to Target, event string, args ...
 	if err := h.srv.enqueue(ctx, m); err != nil {
 		return fmt.Errorf("emit %q: %w", event, err)
 	}
+	h.srv.emits.Add(1)
 	return nil
 }
 
+// Join, Leave and Disconnect first wait for the emits already in the stream
+// (grpcServer.barrier), so they keep their order with the plugin's emits.
+
 func (h *remoteHost) Join(ctx context.Context, socketID, room string) error {
+	if err := h.srv.barrier(ctx); err != nil {
+		return fmt.Errorf("join: %w", err)
+	}
 	_, err := h.client.Join(ctx, &pluginv1.RoomRequest{SocketId: socketID, Room: room})
 	return fromStatus("join", err, ErrHostUnavailable)
 }
 
 func (h *remoteHost) Leave(ctx context.Context, socketID, room string) error {
+	if err := h.srv.barrier(ctx); err != nil {
+		return fmt.Errorf("leave: %w", err)
+	}
 	_, err := h.client.Leave(ctx, &pluginv1.RoomRequest{SocketId: socketID, Room: room})
 	return fromStatus("leave", err, ErrHostUnavailable)
 }
 
 func (h *remoteHost) Disconnect(ctx context.Context, socketID string) error {
+	if err := h.srv.barrier(ctx); err != nil {
+		return fmt.Errorf("disconnect: %w", err)
+	}
 	_, err := h.client.Disconnect(ctx, &pluginv1.DisconnectRequest{SocketId: socketID})
 	return fromStatus("disconnect", err, ErrHostUnavailable)
 }

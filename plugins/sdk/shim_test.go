@@ -8,6 +8,7 @@ import (
 	"net/http"
 	"net/url"
 	"reflect"
+	"slices"
 	"strconv"
 	"sync"
 	"testing"
@@ -533,4 +534,63 @@ func TestCloseFailsPending(t *testing.T) {
 			}
 		})
 	}
+}
+
+// orderedServices records the order in which Emit and Leave reach the host;
+// its Emit is slow, as a busy host's would be.
+type orderedServices struct {
+	sdk.HostServices
+	mu  sync.Mutex
+	log []string
+}
+
+func (o *orderedServices) Emit(ctx context.Context, to sdk.Target, event string, args []json.RawMessage) error {
+	time.Sleep(200 * time.Microsecond)
+	o.mu.Lock()
+	o.log = append(o.log, "emit")
+	o.mu.Unlock()
+	return o.HostServices.Emit(ctx, to, event, args)
+}
+
+func (o *orderedServices) Leave(ctx context.Context, id, room string) error {
+	o.mu.Lock()
+	o.log = append(o.log, "leave")
+	o.mu.Unlock()
+	return o.HostServices.Leave(ctx, id, room)
+}
+
+// TestEmitsBeforeLeaveArriveFirst: emits travel on the stream and Leave is a
+// unary call; the Leave must still reach the host after the emits made
+// before it, or the socket would miss updates meant for it.
+func TestEmitsBeforeLeaveArriveFirst(t *testing.T) {
+	const n = 50
+	forEachMode(t, func(t *testing.T, mode string) {
+		var p *sdktest.Plugin
+		p = &sdktest.Plugin{OnEventFunc: func(ctx context.Context, e sdk.Event) ([]any, error) {
+			for i := range n {
+				if err := p.Host().Emit(ctx, sdk.RoomTarget("r"), "m", i); err != nil {
+					return nil, err
+				}
+			}
+			return nil, p.Host().Leave(ctx, e.Socket.ID, "r")
+		}}
+		h := sdktest.NewHost()
+		t.Cleanup(h.Close)
+		svc := &orderedServices{HostServices: h.Services()}
+		c := modes[mode](t, p)
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		if err := c.Start(ctx, svc, json.RawMessage(`{}`)); err != nil {
+			t.Fatal(err)
+		}
+		if r := event(t, c, sdk.Event{Socket: sdktest.Socket("s", "u"), Name: "x"}); r.err != nil {
+			t.Fatal(r.err)
+		}
+		svc.mu.Lock()
+		defer svc.mu.Unlock()
+		if len(svc.log) != n+1 || svc.log[n] != "leave" {
+			i := slices.Index(svc.log, "leave")
+			t.Fatalf("leave reached the host after %d of %d emits", i, n)
+		}
+	})
 }

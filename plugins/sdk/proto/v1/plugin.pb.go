@@ -835,6 +835,7 @@ type HostMessage struct {
 	//	*HostMessage_Event
 	//	*HostMessage_Disconnect
 	//	*HostMessage_Delivery
+	//	*HostMessage_BarrierDone
 	Msg           isHostMessage_Msg `protobuf_oneof:"msg"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
@@ -913,6 +914,15 @@ func (x *HostMessage) GetDelivery() *Delivery {
 	return nil
 }
 
+func (x *HostMessage) GetBarrierDone() *BarrierDone {
+	if x != nil {
+		if x, ok := x.Msg.(*HostMessage_BarrierDone); ok {
+			return x.BarrierDone
+		}
+	}
+	return nil
+}
+
 type isHostMessage_Msg interface {
 	isHostMessage_Msg()
 }
@@ -933,6 +943,10 @@ type HostMessage_Delivery struct {
 	Delivery *Delivery `protobuf:"bytes,4,opt,name=delivery,proto3,oneof"`
 }
 
+type HostMessage_BarrierDone struct {
+	BarrierDone *BarrierDone `protobuf:"bytes,5,opt,name=barrier_done,json=barrierDone,proto3,oneof"`
+}
+
 func (*HostMessage_Connect) isHostMessage_Msg() {}
 
 func (*HostMessage_Event) isHostMessage_Msg() {}
@@ -940,6 +954,54 @@ func (*HostMessage_Event) isHostMessage_Msg() {}
 func (*HostMessage_Disconnect) isHostMessage_Msg() {}
 
 func (*HostMessage_Delivery) isHostMessage_Msg() {}
+
+func (*HostMessage_BarrierDone) isHostMessage_Msg() {}
+
+// BarrierDone answers a plugin's Barrier: every message the plugin sent
+// before it has been applied by the host.
+type BarrierDone struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Id            uint64                 `protobuf:"varint,1,opt,name=id,proto3" json:"id,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *BarrierDone) Reset() {
+	*x = BarrierDone{}
+	mi := &file_plugin_proto_msgTypes[13]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *BarrierDone) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*BarrierDone) ProtoMessage() {}
+
+func (x *BarrierDone) ProtoReflect() protoreflect.Message {
+	mi := &file_plugin_proto_msgTypes[13]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use BarrierDone.ProtoReflect.Descriptor instead.
+func (*BarrierDone) Descriptor() ([]byte, []int) {
+	return file_plugin_proto_rawDescGZIP(), []int{13}
+}
+
+func (x *BarrierDone) GetId() uint64 {
+	if x != nil {
+		return x.Id
+	}
+	return 0
+}
 
 type HostBatch struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
@@ -950,7 +1012,7 @@ type HostBatch struct {
 
 func (x *HostBatch) Reset() {
 	*x = HostBatch{}
-	mi := &file_plugin_proto_msgTypes[13]
+	mi := &file_plugin_proto_msgTypes[14]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -962,7 +1024,7 @@ func (x *HostBatch) String() string {
 func (*HostBatch) ProtoMessage() {}
 
 func (x *HostBatch) ProtoReflect() protoreflect.Message {
-	mi := &file_plugin_proto_msgTypes[13]
+	mi := &file_plugin_proto_msgTypes[14]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -975,7 +1037,7 @@ func (x *HostBatch) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use HostBatch.ProtoReflect.Descriptor instead.
 func (*HostBatch) Descriptor() ([]byte, []int) {
-	return file_plugin_proto_rawDescGZIP(), []int{13}
+	return file_plugin_proto_rawDescGZIP(), []int{14}
 }
 
 func (x *HostBatch) GetMessages() []*HostMessage {
@@ -1001,7 +1063,7 @@ type Done struct {
 
 func (x *Done) Reset() {
 	*x = Done{}
-	mi := &file_plugin_proto_msgTypes[14]
+	mi := &file_plugin_proto_msgTypes[15]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1013,7 +1075,7 @@ func (x *Done) String() string {
 func (*Done) ProtoMessage() {}
 
 func (x *Done) ProtoReflect() protoreflect.Message {
-	mi := &file_plugin_proto_msgTypes[14]
+	mi := &file_plugin_proto_msgTypes[15]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1026,7 +1088,7 @@ func (x *Done) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Done.ProtoReflect.Descriptor instead.
 func (*Done) Descriptor() ([]byte, []int) {
-	return file_plugin_proto_rawDescGZIP(), []int{14}
+	return file_plugin_proto_rawDescGZIP(), []int{15}
 }
 
 func (x *Done) GetSeq() uint64 {
@@ -1069,7 +1131,7 @@ type Emit struct {
 
 func (x *Emit) Reset() {
 	*x = Emit{}
-	mi := &file_plugin_proto_msgTypes[15]
+	mi := &file_plugin_proto_msgTypes[16]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1081,7 +1143,7 @@ func (x *Emit) String() string {
 func (*Emit) ProtoMessage() {}
 
 func (x *Emit) ProtoReflect() protoreflect.Message {
-	mi := &file_plugin_proto_msgTypes[15]
+	mi := &file_plugin_proto_msgTypes[16]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1094,7 +1156,7 @@ func (x *Emit) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Emit.ProtoReflect.Descriptor instead.
 func (*Emit) Descriptor() ([]byte, []int) {
-	return file_plugin_proto_rawDescGZIP(), []int{15}
+	return file_plugin_proto_rawDescGZIP(), []int{16}
 }
 
 func (x *Emit) GetTargetKind() TargetKind {
@@ -1131,6 +1193,7 @@ type PluginMessage struct {
 	//
 	//	*PluginMessage_Done
 	//	*PluginMessage_Emit
+	//	*PluginMessage_Barrier
 	Msg           isPluginMessage_Msg `protobuf_oneof:"msg"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
@@ -1138,7 +1201,7 @@ type PluginMessage struct {
 
 func (x *PluginMessage) Reset() {
 	*x = PluginMessage{}
-	mi := &file_plugin_proto_msgTypes[16]
+	mi := &file_plugin_proto_msgTypes[17]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1150,7 +1213,7 @@ func (x *PluginMessage) String() string {
 func (*PluginMessage) ProtoMessage() {}
 
 func (x *PluginMessage) ProtoReflect() protoreflect.Message {
-	mi := &file_plugin_proto_msgTypes[16]
+	mi := &file_plugin_proto_msgTypes[17]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1163,7 +1226,7 @@ func (x *PluginMessage) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PluginMessage.ProtoReflect.Descriptor instead.
 func (*PluginMessage) Descriptor() ([]byte, []int) {
-	return file_plugin_proto_rawDescGZIP(), []int{16}
+	return file_plugin_proto_rawDescGZIP(), []int{17}
 }
 
 func (x *PluginMessage) GetMsg() isPluginMessage_Msg {
@@ -1191,6 +1254,15 @@ func (x *PluginMessage) GetEmit() *Emit {
 	return nil
 }
 
+func (x *PluginMessage) GetBarrier() *Barrier {
+	if x != nil {
+		if x, ok := x.Msg.(*PluginMessage_Barrier); ok {
+			return x.Barrier
+		}
+	}
+	return nil
+}
+
 type isPluginMessage_Msg interface {
 	isPluginMessage_Msg()
 }
@@ -1203,9 +1275,62 @@ type PluginMessage_Emit struct {
 	Emit *Emit `protobuf:"bytes,2,opt,name=emit,proto3,oneof"`
 }
 
+type PluginMessage_Barrier struct {
+	Barrier *Barrier `protobuf:"bytes,3,opt,name=barrier,proto3,oneof"`
+}
+
 func (*PluginMessage_Done) isPluginMessage_Msg() {}
 
 func (*PluginMessage_Emit) isPluginMessage_Msg() {}
+
+func (*PluginMessage_Barrier) isPluginMessage_Msg() {}
+
+// Barrier asks the host to answer BarrierDone once it has applied every
+// message sent before it. Join, Leave and Disconnect wait for one, so an
+// emit made before them is delivered before the room change.
+type Barrier struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Id            uint64                 `protobuf:"varint,1,opt,name=id,proto3" json:"id,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *Barrier) Reset() {
+	*x = Barrier{}
+	mi := &file_plugin_proto_msgTypes[18]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *Barrier) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*Barrier) ProtoMessage() {}
+
+func (x *Barrier) ProtoReflect() protoreflect.Message {
+	mi := &file_plugin_proto_msgTypes[18]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use Barrier.ProtoReflect.Descriptor instead.
+func (*Barrier) Descriptor() ([]byte, []int) {
+	return file_plugin_proto_rawDescGZIP(), []int{18}
+}
+
+func (x *Barrier) GetId() uint64 {
+	if x != nil {
+		return x.Id
+	}
+	return 0
+}
 
 type PluginBatch struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
@@ -1216,7 +1341,7 @@ type PluginBatch struct {
 
 func (x *PluginBatch) Reset() {
 	*x = PluginBatch{}
-	mi := &file_plugin_proto_msgTypes[17]
+	mi := &file_plugin_proto_msgTypes[19]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1228,7 +1353,7 @@ func (x *PluginBatch) String() string {
 func (*PluginBatch) ProtoMessage() {}
 
 func (x *PluginBatch) ProtoReflect() protoreflect.Message {
-	mi := &file_plugin_proto_msgTypes[17]
+	mi := &file_plugin_proto_msgTypes[19]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1241,7 +1366,7 @@ func (x *PluginBatch) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PluginBatch.ProtoReflect.Descriptor instead.
 func (*PluginBatch) Descriptor() ([]byte, []int) {
-	return file_plugin_proto_rawDescGZIP(), []int{17}
+	return file_plugin_proto_rawDescGZIP(), []int{19}
 }
 
 func (x *PluginBatch) GetMessages() []*PluginMessage {
@@ -1261,7 +1386,7 @@ type Header struct {
 
 func (x *Header) Reset() {
 	*x = Header{}
-	mi := &file_plugin_proto_msgTypes[18]
+	mi := &file_plugin_proto_msgTypes[20]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1273,7 +1398,7 @@ func (x *Header) String() string {
 func (*Header) ProtoMessage() {}
 
 func (x *Header) ProtoReflect() protoreflect.Message {
-	mi := &file_plugin_proto_msgTypes[18]
+	mi := &file_plugin_proto_msgTypes[20]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1286,7 +1411,7 @@ func (x *Header) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Header.ProtoReflect.Descriptor instead.
 func (*Header) Descriptor() ([]byte, []int) {
-	return file_plugin_proto_rawDescGZIP(), []int{18}
+	return file_plugin_proto_rawDescGZIP(), []int{20}
 }
 
 func (x *Header) GetName() string {
@@ -1317,7 +1442,7 @@ type HTTPRequest struct {
 
 func (x *HTTPRequest) Reset() {
 	*x = HTTPRequest{}
-	mi := &file_plugin_proto_msgTypes[19]
+	mi := &file_plugin_proto_msgTypes[21]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1329,7 +1454,7 @@ func (x *HTTPRequest) String() string {
 func (*HTTPRequest) ProtoMessage() {}
 
 func (x *HTTPRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_plugin_proto_msgTypes[19]
+	mi := &file_plugin_proto_msgTypes[21]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1342,7 +1467,7 @@ func (x *HTTPRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use HTTPRequest.ProtoReflect.Descriptor instead.
 func (*HTTPRequest) Descriptor() ([]byte, []int) {
-	return file_plugin_proto_rawDescGZIP(), []int{19}
+	return file_plugin_proto_rawDescGZIP(), []int{21}
 }
 
 func (x *HTTPRequest) GetMethod() string {
@@ -1398,7 +1523,7 @@ type HTTPResponse struct {
 
 func (x *HTTPResponse) Reset() {
 	*x = HTTPResponse{}
-	mi := &file_plugin_proto_msgTypes[20]
+	mi := &file_plugin_proto_msgTypes[22]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1410,7 +1535,7 @@ func (x *HTTPResponse) String() string {
 func (*HTTPResponse) ProtoMessage() {}
 
 func (x *HTTPResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_plugin_proto_msgTypes[20]
+	mi := &file_plugin_proto_msgTypes[22]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1423,7 +1548,7 @@ func (x *HTTPResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use HTTPResponse.ProtoReflect.Descriptor instead.
 func (*HTTPResponse) Descriptor() ([]byte, []int) {
-	return file_plugin_proto_rawDescGZIP(), []int{20}
+	return file_plugin_proto_rawDescGZIP(), []int{22}
 }
 
 func (x *HTTPResponse) GetStatus() int32 {
@@ -1464,7 +1589,7 @@ type Value struct {
 
 func (x *Value) Reset() {
 	*x = Value{}
-	mi := &file_plugin_proto_msgTypes[21]
+	mi := &file_plugin_proto_msgTypes[23]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1476,7 +1601,7 @@ func (x *Value) String() string {
 func (*Value) ProtoMessage() {}
 
 func (x *Value) ProtoReflect() protoreflect.Message {
-	mi := &file_plugin_proto_msgTypes[21]
+	mi := &file_plugin_proto_msgTypes[23]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1489,7 +1614,7 @@ func (x *Value) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Value.ProtoReflect.Descriptor instead.
 func (*Value) Descriptor() ([]byte, []int) {
-	return file_plugin_proto_rawDescGZIP(), []int{21}
+	return file_plugin_proto_rawDescGZIP(), []int{23}
 }
 
 func (x *Value) GetKind() isValue_Kind {
@@ -1589,7 +1714,7 @@ type Array struct {
 
 func (x *Array) Reset() {
 	*x = Array{}
-	mi := &file_plugin_proto_msgTypes[22]
+	mi := &file_plugin_proto_msgTypes[24]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1601,7 +1726,7 @@ func (x *Array) String() string {
 func (*Array) ProtoMessage() {}
 
 func (x *Array) ProtoReflect() protoreflect.Message {
-	mi := &file_plugin_proto_msgTypes[22]
+	mi := &file_plugin_proto_msgTypes[24]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1614,7 +1739,7 @@ func (x *Array) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Array.ProtoReflect.Descriptor instead.
 func (*Array) Descriptor() ([]byte, []int) {
-	return file_plugin_proto_rawDescGZIP(), []int{22}
+	return file_plugin_proto_rawDescGZIP(), []int{24}
 }
 
 func (x *Array) GetValues() []*Value {
@@ -1635,7 +1760,7 @@ type StoreDoRequest struct {
 
 func (x *StoreDoRequest) Reset() {
 	*x = StoreDoRequest{}
-	mi := &file_plugin_proto_msgTypes[23]
+	mi := &file_plugin_proto_msgTypes[25]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1647,7 +1772,7 @@ func (x *StoreDoRequest) String() string {
 func (*StoreDoRequest) ProtoMessage() {}
 
 func (x *StoreDoRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_plugin_proto_msgTypes[23]
+	mi := &file_plugin_proto_msgTypes[25]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1660,7 +1785,7 @@ func (x *StoreDoRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use StoreDoRequest.ProtoReflect.Descriptor instead.
 func (*StoreDoRequest) Descriptor() ([]byte, []int) {
-	return file_plugin_proto_rawDescGZIP(), []int{23}
+	return file_plugin_proto_rawDescGZIP(), []int{25}
 }
 
 func (x *StoreDoRequest) GetArgs() [][]byte {
@@ -1679,7 +1804,7 @@ type Command struct {
 
 func (x *Command) Reset() {
 	*x = Command{}
-	mi := &file_plugin_proto_msgTypes[24]
+	mi := &file_plugin_proto_msgTypes[26]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1691,7 +1816,7 @@ func (x *Command) String() string {
 func (*Command) ProtoMessage() {}
 
 func (x *Command) ProtoReflect() protoreflect.Message {
-	mi := &file_plugin_proto_msgTypes[24]
+	mi := &file_plugin_proto_msgTypes[26]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1704,7 +1829,7 @@ func (x *Command) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Command.ProtoReflect.Descriptor instead.
 func (*Command) Descriptor() ([]byte, []int) {
-	return file_plugin_proto_rawDescGZIP(), []int{24}
+	return file_plugin_proto_rawDescGZIP(), []int{26}
 }
 
 func (x *Command) GetArgs() [][]byte {
@@ -1723,7 +1848,7 @@ type StorePipelineRequest struct {
 
 func (x *StorePipelineRequest) Reset() {
 	*x = StorePipelineRequest{}
-	mi := &file_plugin_proto_msgTypes[25]
+	mi := &file_plugin_proto_msgTypes[27]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1735,7 +1860,7 @@ func (x *StorePipelineRequest) String() string {
 func (*StorePipelineRequest) ProtoMessage() {}
 
 func (x *StorePipelineRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_plugin_proto_msgTypes[25]
+	mi := &file_plugin_proto_msgTypes[27]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1748,7 +1873,7 @@ func (x *StorePipelineRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use StorePipelineRequest.ProtoReflect.Descriptor instead.
 func (*StorePipelineRequest) Descriptor() ([]byte, []int) {
-	return file_plugin_proto_rawDescGZIP(), []int{25}
+	return file_plugin_proto_rawDescGZIP(), []int{27}
 }
 
 func (x *StorePipelineRequest) GetCommands() []*Command {
@@ -1767,7 +1892,7 @@ type StorePipelineResponse struct {
 
 func (x *StorePipelineResponse) Reset() {
 	*x = StorePipelineResponse{}
-	mi := &file_plugin_proto_msgTypes[26]
+	mi := &file_plugin_proto_msgTypes[28]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1779,7 +1904,7 @@ func (x *StorePipelineResponse) String() string {
 func (*StorePipelineResponse) ProtoMessage() {}
 
 func (x *StorePipelineResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_plugin_proto_msgTypes[26]
+	mi := &file_plugin_proto_msgTypes[28]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1792,7 +1917,7 @@ func (x *StorePipelineResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use StorePipelineResponse.ProtoReflect.Descriptor instead.
 func (*StorePipelineResponse) Descriptor() ([]byte, []int) {
-	return file_plugin_proto_rawDescGZIP(), []int{26}
+	return file_plugin_proto_rawDescGZIP(), []int{28}
 }
 
 func (x *StorePipelineResponse) GetReplies() []*Value {
@@ -1813,7 +1938,7 @@ type StoreEvalRequest struct {
 
 func (x *StoreEvalRequest) Reset() {
 	*x = StoreEvalRequest{}
-	mi := &file_plugin_proto_msgTypes[27]
+	mi := &file_plugin_proto_msgTypes[29]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1825,7 +1950,7 @@ func (x *StoreEvalRequest) String() string {
 func (*StoreEvalRequest) ProtoMessage() {}
 
 func (x *StoreEvalRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_plugin_proto_msgTypes[27]
+	mi := &file_plugin_proto_msgTypes[29]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1838,7 +1963,7 @@ func (x *StoreEvalRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use StoreEvalRequest.ProtoReflect.Descriptor instead.
 func (*StoreEvalRequest) Descriptor() ([]byte, []int) {
-	return file_plugin_proto_rawDescGZIP(), []int{27}
+	return file_plugin_proto_rawDescGZIP(), []int{29}
 }
 
 func (x *StoreEvalRequest) GetScript() string {
@@ -1872,7 +1997,7 @@ type RoomRequest struct {
 
 func (x *RoomRequest) Reset() {
 	*x = RoomRequest{}
-	mi := &file_plugin_proto_msgTypes[28]
+	mi := &file_plugin_proto_msgTypes[30]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1884,7 +2009,7 @@ func (x *RoomRequest) String() string {
 func (*RoomRequest) ProtoMessage() {}
 
 func (x *RoomRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_plugin_proto_msgTypes[28]
+	mi := &file_plugin_proto_msgTypes[30]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1897,7 +2022,7 @@ func (x *RoomRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RoomRequest.ProtoReflect.Descriptor instead.
 func (*RoomRequest) Descriptor() ([]byte, []int) {
-	return file_plugin_proto_rawDescGZIP(), []int{28}
+	return file_plugin_proto_rawDescGZIP(), []int{30}
 }
 
 func (x *RoomRequest) GetSocketId() string {
@@ -1923,7 +2048,7 @@ type DisconnectRequest struct {
 
 func (x *DisconnectRequest) Reset() {
 	*x = DisconnectRequest{}
-	mi := &file_plugin_proto_msgTypes[29]
+	mi := &file_plugin_proto_msgTypes[31]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1935,7 +2060,7 @@ func (x *DisconnectRequest) String() string {
 func (*DisconnectRequest) ProtoMessage() {}
 
 func (x *DisconnectRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_plugin_proto_msgTypes[29]
+	mi := &file_plugin_proto_msgTypes[31]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1948,7 +2073,7 @@ func (x *DisconnectRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DisconnectRequest.ProtoReflect.Descriptor instead.
 func (*DisconnectRequest) Descriptor() ([]byte, []int) {
-	return file_plugin_proto_rawDescGZIP(), []int{29}
+	return file_plugin_proto_rawDescGZIP(), []int{31}
 }
 
 func (x *DisconnectRequest) GetSocketId() string {
@@ -1969,7 +2094,7 @@ type PublishRequest struct {
 
 func (x *PublishRequest) Reset() {
 	*x = PublishRequest{}
-	mi := &file_plugin_proto_msgTypes[30]
+	mi := &file_plugin_proto_msgTypes[32]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1981,7 +2106,7 @@ func (x *PublishRequest) String() string {
 func (*PublishRequest) ProtoMessage() {}
 
 func (x *PublishRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_plugin_proto_msgTypes[30]
+	mi := &file_plugin_proto_msgTypes[32]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1994,7 +2119,7 @@ func (x *PublishRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PublishRequest.ProtoReflect.Descriptor instead.
 func (*PublishRequest) Descriptor() ([]byte, []int) {
-	return file_plugin_proto_rawDescGZIP(), []int{30}
+	return file_plugin_proto_rawDescGZIP(), []int{32}
 }
 
 func (x *PublishRequest) GetExchange() string {
@@ -2029,7 +2154,7 @@ type DirectoryRequest struct {
 
 func (x *DirectoryRequest) Reset() {
 	*x = DirectoryRequest{}
-	mi := &file_plugin_proto_msgTypes[31]
+	mi := &file_plugin_proto_msgTypes[33]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2041,7 +2166,7 @@ func (x *DirectoryRequest) String() string {
 func (*DirectoryRequest) ProtoMessage() {}
 
 func (x *DirectoryRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_plugin_proto_msgTypes[31]
+	mi := &file_plugin_proto_msgTypes[33]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2054,7 +2179,7 @@ func (x *DirectoryRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DirectoryRequest.ProtoReflect.Descriptor instead.
 func (*DirectoryRequest) Descriptor() ([]byte, []int) {
-	return file_plugin_proto_rawDescGZIP(), []int{31}
+	return file_plugin_proto_rawDescGZIP(), []int{33}
 }
 
 func (x *DirectoryRequest) GetMethod() string {
@@ -2081,7 +2206,7 @@ type DirectoryResponse struct {
 
 func (x *DirectoryResponse) Reset() {
 	*x = DirectoryResponse{}
-	mi := &file_plugin_proto_msgTypes[32]
+	mi := &file_plugin_proto_msgTypes[34]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2093,7 +2218,7 @@ func (x *DirectoryResponse) String() string {
 func (*DirectoryResponse) ProtoMessage() {}
 
 func (x *DirectoryResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_plugin_proto_msgTypes[32]
+	mi := &file_plugin_proto_msgTypes[34]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2106,7 +2231,7 @@ func (x *DirectoryResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DirectoryResponse.ProtoReflect.Descriptor instead.
 func (*DirectoryResponse) Descriptor() ([]byte, []int) {
-	return file_plugin_proto_rawDescGZIP(), []int{32}
+	return file_plugin_proto_rawDescGZIP(), []int{34}
 }
 
 func (x *DirectoryResponse) GetResult() []byte {
@@ -2176,15 +2301,18 @@ const file_plugin_proto_rawDesc = "" +
 	"\vrouting_key\x18\x04 \x01(\tR\n" +
 	"routingKey\x12\x12\n" +
 	"\x04body\x18\x05 \x01(\fR\x04body\x12 \n" +
-	"\vredelivered\x18\x06 \x01(\bR\vredelivered\"\xfe\x01\n" +
+	"\vredelivered\x18\x06 \x01(\bR\vredelivered\"\xc4\x02\n" +
 	"\vHostMessage\x127\n" +
 	"\aconnect\x18\x01 \x01(\v2\x1b.realtime.plugin.v1.ConnectH\x00R\aconnect\x121\n" +
 	"\x05event\x18\x02 \x01(\v2\x19.realtime.plugin.v1.EventH\x00R\x05event\x12@\n" +
 	"\n" +
 	"disconnect\x18\x03 \x01(\v2\x1e.realtime.plugin.v1.DisconnectH\x00R\n" +
 	"disconnect\x12:\n" +
-	"\bdelivery\x18\x04 \x01(\v2\x1c.realtime.plugin.v1.DeliveryH\x00R\bdeliveryB\x05\n" +
-	"\x03msg\"H\n" +
+	"\bdelivery\x18\x04 \x01(\v2\x1c.realtime.plugin.v1.DeliveryH\x00R\bdelivery\x12D\n" +
+	"\fbarrier_done\x18\x05 \x01(\v2\x1f.realtime.plugin.v1.BarrierDoneH\x00R\vbarrierDoneB\x05\n" +
+	"\x03msg\"\x1d\n" +
+	"\vBarrierDone\x12\x0e\n" +
+	"\x02id\x18\x01 \x01(\x04R\x02id\"H\n" +
 	"\tHostBatch\x12;\n" +
 	"\bmessages\x18\x01 \x03(\v2\x1f.realtime.plugin.v1.HostMessageR\bmessages\"]\n" +
 	"\x04Done\x12\x10\n" +
@@ -2197,11 +2325,14 @@ const file_plugin_proto_rawDesc = "" +
 	"targetKind\x12\x1b\n" +
 	"\ttarget_id\x18\x02 \x01(\tR\btargetId\x12\x14\n" +
 	"\x05event\x18\x03 \x01(\tR\x05event\x12\x12\n" +
-	"\x04args\x18\x04 \x03(\fR\x04args\"v\n" +
+	"\x04args\x18\x04 \x03(\fR\x04args\"\xaf\x01\n" +
 	"\rPluginMessage\x12.\n" +
 	"\x04done\x18\x01 \x01(\v2\x18.realtime.plugin.v1.DoneH\x00R\x04done\x12.\n" +
-	"\x04emit\x18\x02 \x01(\v2\x18.realtime.plugin.v1.EmitH\x00R\x04emitB\x05\n" +
-	"\x03msg\"L\n" +
+	"\x04emit\x18\x02 \x01(\v2\x18.realtime.plugin.v1.EmitH\x00R\x04emit\x127\n" +
+	"\abarrier\x18\x03 \x01(\v2\x1b.realtime.plugin.v1.BarrierH\x00R\abarrierB\x05\n" +
+	"\x03msg\"\x19\n" +
+	"\aBarrier\x12\x0e\n" +
+	"\x02id\x18\x01 \x01(\x04R\x02id\"L\n" +
 	"\vPluginBatch\x12=\n" +
 	"\bmessages\x18\x01 \x03(\v2!.realtime.plugin.v1.PluginMessageR\bmessages\"4\n" +
 	"\x06Header\x12\x12\n" +
@@ -2291,7 +2422,7 @@ func file_plugin_proto_rawDescGZIP() []byte {
 }
 
 var file_plugin_proto_enumTypes = make([]protoimpl.EnumInfo, 1)
-var file_plugin_proto_msgTypes = make([]protoimpl.MessageInfo, 33)
+var file_plugin_proto_msgTypes = make([]protoimpl.MessageInfo, 35)
 var file_plugin_proto_goTypes = []any{
 	(TargetKind)(0),               // 0: realtime.plugin.v1.TargetKind
 	(*Empty)(nil),                 // 1: realtime.plugin.v1.Empty
@@ -2307,26 +2438,28 @@ var file_plugin_proto_goTypes = []any{
 	(*Disconnect)(nil),            // 11: realtime.plugin.v1.Disconnect
 	(*Delivery)(nil),              // 12: realtime.plugin.v1.Delivery
 	(*HostMessage)(nil),           // 13: realtime.plugin.v1.HostMessage
-	(*HostBatch)(nil),             // 14: realtime.plugin.v1.HostBatch
-	(*Done)(nil),                  // 15: realtime.plugin.v1.Done
-	(*Emit)(nil),                  // 16: realtime.plugin.v1.Emit
-	(*PluginMessage)(nil),         // 17: realtime.plugin.v1.PluginMessage
-	(*PluginBatch)(nil),           // 18: realtime.plugin.v1.PluginBatch
-	(*Header)(nil),                // 19: realtime.plugin.v1.Header
-	(*HTTPRequest)(nil),           // 20: realtime.plugin.v1.HTTPRequest
-	(*HTTPResponse)(nil),          // 21: realtime.plugin.v1.HTTPResponse
-	(*Value)(nil),                 // 22: realtime.plugin.v1.Value
-	(*Array)(nil),                 // 23: realtime.plugin.v1.Array
-	(*StoreDoRequest)(nil),        // 24: realtime.plugin.v1.StoreDoRequest
-	(*Command)(nil),               // 25: realtime.plugin.v1.Command
-	(*StorePipelineRequest)(nil),  // 26: realtime.plugin.v1.StorePipelineRequest
-	(*StorePipelineResponse)(nil), // 27: realtime.plugin.v1.StorePipelineResponse
-	(*StoreEvalRequest)(nil),      // 28: realtime.plugin.v1.StoreEvalRequest
-	(*RoomRequest)(nil),           // 29: realtime.plugin.v1.RoomRequest
-	(*DisconnectRequest)(nil),     // 30: realtime.plugin.v1.DisconnectRequest
-	(*PublishRequest)(nil),        // 31: realtime.plugin.v1.PublishRequest
-	(*DirectoryRequest)(nil),      // 32: realtime.plugin.v1.DirectoryRequest
-	(*DirectoryResponse)(nil),     // 33: realtime.plugin.v1.DirectoryResponse
+	(*BarrierDone)(nil),           // 14: realtime.plugin.v1.BarrierDone
+	(*HostBatch)(nil),             // 15: realtime.plugin.v1.HostBatch
+	(*Done)(nil),                  // 16: realtime.plugin.v1.Done
+	(*Emit)(nil),                  // 17: realtime.plugin.v1.Emit
+	(*PluginMessage)(nil),         // 18: realtime.plugin.v1.PluginMessage
+	(*Barrier)(nil),               // 19: realtime.plugin.v1.Barrier
+	(*PluginBatch)(nil),           // 20: realtime.plugin.v1.PluginBatch
+	(*Header)(nil),                // 21: realtime.plugin.v1.Header
+	(*HTTPRequest)(nil),           // 22: realtime.plugin.v1.HTTPRequest
+	(*HTTPResponse)(nil),          // 23: realtime.plugin.v1.HTTPResponse
+	(*Value)(nil),                 // 24: realtime.plugin.v1.Value
+	(*Array)(nil),                 // 25: realtime.plugin.v1.Array
+	(*StoreDoRequest)(nil),        // 26: realtime.plugin.v1.StoreDoRequest
+	(*Command)(nil),               // 27: realtime.plugin.v1.Command
+	(*StorePipelineRequest)(nil),  // 28: realtime.plugin.v1.StorePipelineRequest
+	(*StorePipelineResponse)(nil), // 29: realtime.plugin.v1.StorePipelineResponse
+	(*StoreEvalRequest)(nil),      // 30: realtime.plugin.v1.StoreEvalRequest
+	(*RoomRequest)(nil),           // 31: realtime.plugin.v1.RoomRequest
+	(*DisconnectRequest)(nil),     // 32: realtime.plugin.v1.DisconnectRequest
+	(*PublishRequest)(nil),        // 33: realtime.plugin.v1.PublishRequest
+	(*DirectoryRequest)(nil),      // 34: realtime.plugin.v1.DirectoryRequest
+	(*DirectoryResponse)(nil),     // 35: realtime.plugin.v1.DirectoryResponse
 }
 var file_plugin_proto_depIdxs = []int32{
 	3,  // 0: realtime.plugin.v1.Descriptor.routes:type_name -> realtime.plugin.v1.Route
@@ -2339,48 +2472,50 @@ var file_plugin_proto_depIdxs = []int32{
 	10, // 7: realtime.plugin.v1.HostMessage.event:type_name -> realtime.plugin.v1.Event
 	11, // 8: realtime.plugin.v1.HostMessage.disconnect:type_name -> realtime.plugin.v1.Disconnect
 	12, // 9: realtime.plugin.v1.HostMessage.delivery:type_name -> realtime.plugin.v1.Delivery
-	13, // 10: realtime.plugin.v1.HostBatch.messages:type_name -> realtime.plugin.v1.HostMessage
-	0,  // 11: realtime.plugin.v1.Emit.target_kind:type_name -> realtime.plugin.v1.TargetKind
-	15, // 12: realtime.plugin.v1.PluginMessage.done:type_name -> realtime.plugin.v1.Done
-	16, // 13: realtime.plugin.v1.PluginMessage.emit:type_name -> realtime.plugin.v1.Emit
-	17, // 14: realtime.plugin.v1.PluginBatch.messages:type_name -> realtime.plugin.v1.PluginMessage
-	19, // 15: realtime.plugin.v1.HTTPRequest.headers:type_name -> realtime.plugin.v1.Header
-	19, // 16: realtime.plugin.v1.HTTPResponse.headers:type_name -> realtime.plugin.v1.Header
-	23, // 17: realtime.plugin.v1.Value.array:type_name -> realtime.plugin.v1.Array
-	22, // 18: realtime.plugin.v1.Array.values:type_name -> realtime.plugin.v1.Value
-	25, // 19: realtime.plugin.v1.StorePipelineRequest.commands:type_name -> realtime.plugin.v1.Command
-	22, // 20: realtime.plugin.v1.StorePipelineResponse.replies:type_name -> realtime.plugin.v1.Value
-	2,  // 21: realtime.plugin.v1.Plugin.Describe:input_type -> realtime.plugin.v1.DescribeRequest
-	7,  // 22: realtime.plugin.v1.Plugin.Start:input_type -> realtime.plugin.v1.StartRequest
-	14, // 23: realtime.plugin.v1.Plugin.Channel:input_type -> realtime.plugin.v1.HostBatch
-	20, // 24: realtime.plugin.v1.Plugin.HTTP:input_type -> realtime.plugin.v1.HTTPRequest
-	1,  // 25: realtime.plugin.v1.Plugin.Stop:input_type -> realtime.plugin.v1.Empty
-	24, // 26: realtime.plugin.v1.HostServices.StoreDo:input_type -> realtime.plugin.v1.StoreDoRequest
-	26, // 27: realtime.plugin.v1.HostServices.StorePipeline:input_type -> realtime.plugin.v1.StorePipelineRequest
-	28, // 28: realtime.plugin.v1.HostServices.StoreEval:input_type -> realtime.plugin.v1.StoreEvalRequest
-	29, // 29: realtime.plugin.v1.HostServices.Join:input_type -> realtime.plugin.v1.RoomRequest
-	29, // 30: realtime.plugin.v1.HostServices.Leave:input_type -> realtime.plugin.v1.RoomRequest
-	30, // 31: realtime.plugin.v1.HostServices.Disconnect:input_type -> realtime.plugin.v1.DisconnectRequest
-	31, // 32: realtime.plugin.v1.HostServices.Publish:input_type -> realtime.plugin.v1.PublishRequest
-	32, // 33: realtime.plugin.v1.HostServices.Directory:input_type -> realtime.plugin.v1.DirectoryRequest
-	6,  // 34: realtime.plugin.v1.Plugin.Describe:output_type -> realtime.plugin.v1.Descriptor
-	1,  // 35: realtime.plugin.v1.Plugin.Start:output_type -> realtime.plugin.v1.Empty
-	18, // 36: realtime.plugin.v1.Plugin.Channel:output_type -> realtime.plugin.v1.PluginBatch
-	21, // 37: realtime.plugin.v1.Plugin.HTTP:output_type -> realtime.plugin.v1.HTTPResponse
-	1,  // 38: realtime.plugin.v1.Plugin.Stop:output_type -> realtime.plugin.v1.Empty
-	22, // 39: realtime.plugin.v1.HostServices.StoreDo:output_type -> realtime.plugin.v1.Value
-	27, // 40: realtime.plugin.v1.HostServices.StorePipeline:output_type -> realtime.plugin.v1.StorePipelineResponse
-	22, // 41: realtime.plugin.v1.HostServices.StoreEval:output_type -> realtime.plugin.v1.Value
-	1,  // 42: realtime.plugin.v1.HostServices.Join:output_type -> realtime.plugin.v1.Empty
-	1,  // 43: realtime.plugin.v1.HostServices.Leave:output_type -> realtime.plugin.v1.Empty
-	1,  // 44: realtime.plugin.v1.HostServices.Disconnect:output_type -> realtime.plugin.v1.Empty
-	1,  // 45: realtime.plugin.v1.HostServices.Publish:output_type -> realtime.plugin.v1.Empty
-	33, // 46: realtime.plugin.v1.HostServices.Directory:output_type -> realtime.plugin.v1.DirectoryResponse
-	34, // [34:47] is the sub-list for method output_type
-	21, // [21:34] is the sub-list for method input_type
-	21, // [21:21] is the sub-list for extension type_name
-	21, // [21:21] is the sub-list for extension extendee
-	0,  // [0:21] is the sub-list for field type_name
+	14, // 10: realtime.plugin.v1.HostMessage.barrier_done:type_name -> realtime.plugin.v1.BarrierDone
+	13, // 11: realtime.plugin.v1.HostBatch.messages:type_name -> realtime.plugin.v1.HostMessage
+	0,  // 12: realtime.plugin.v1.Emit.target_kind:type_name -> realtime.plugin.v1.TargetKind
+	16, // 13: realtime.plugin.v1.PluginMessage.done:type_name -> realtime.plugin.v1.Done
+	17, // 14: realtime.plugin.v1.PluginMessage.emit:type_name -> realtime.plugin.v1.Emit
+	19, // 15: realtime.plugin.v1.PluginMessage.barrier:type_name -> realtime.plugin.v1.Barrier
+	18, // 16: realtime.plugin.v1.PluginBatch.messages:type_name -> realtime.plugin.v1.PluginMessage
+	21, // 17: realtime.plugin.v1.HTTPRequest.headers:type_name -> realtime.plugin.v1.Header
+	21, // 18: realtime.plugin.v1.HTTPResponse.headers:type_name -> realtime.plugin.v1.Header
+	25, // 19: realtime.plugin.v1.Value.array:type_name -> realtime.plugin.v1.Array
+	24, // 20: realtime.plugin.v1.Array.values:type_name -> realtime.plugin.v1.Value
+	27, // 21: realtime.plugin.v1.StorePipelineRequest.commands:type_name -> realtime.plugin.v1.Command
+	24, // 22: realtime.plugin.v1.StorePipelineResponse.replies:type_name -> realtime.plugin.v1.Value
+	2,  // 23: realtime.plugin.v1.Plugin.Describe:input_type -> realtime.plugin.v1.DescribeRequest
+	7,  // 24: realtime.plugin.v1.Plugin.Start:input_type -> realtime.plugin.v1.StartRequest
+	15, // 25: realtime.plugin.v1.Plugin.Channel:input_type -> realtime.plugin.v1.HostBatch
+	22, // 26: realtime.plugin.v1.Plugin.HTTP:input_type -> realtime.plugin.v1.HTTPRequest
+	1,  // 27: realtime.plugin.v1.Plugin.Stop:input_type -> realtime.plugin.v1.Empty
+	26, // 28: realtime.plugin.v1.HostServices.StoreDo:input_type -> realtime.plugin.v1.StoreDoRequest
+	28, // 29: realtime.plugin.v1.HostServices.StorePipeline:input_type -> realtime.plugin.v1.StorePipelineRequest
+	30, // 30: realtime.plugin.v1.HostServices.StoreEval:input_type -> realtime.plugin.v1.StoreEvalRequest
+	31, // 31: realtime.plugin.v1.HostServices.Join:input_type -> realtime.plugin.v1.RoomRequest
+	31, // 32: realtime.plugin.v1.HostServices.Leave:input_type -> realtime.plugin.v1.RoomRequest
+	32, // 33: realtime.plugin.v1.HostServices.Disconnect:input_type -> realtime.plugin.v1.DisconnectRequest
+	33, // 34: realtime.plugin.v1.HostServices.Publish:input_type -> realtime.plugin.v1.PublishRequest
+	34, // 35: realtime.plugin.v1.HostServices.Directory:input_type -> realtime.plugin.v1.DirectoryRequest
+	6,  // 36: realtime.plugin.v1.Plugin.Describe:output_type -> realtime.plugin.v1.Descriptor
+	1,  // 37: realtime.plugin.v1.Plugin.Start:output_type -> realtime.plugin.v1.Empty
+	20, // 38: realtime.plugin.v1.Plugin.Channel:output_type -> realtime.plugin.v1.PluginBatch
+	23, // 39: realtime.plugin.v1.Plugin.HTTP:output_type -> realtime.plugin.v1.HTTPResponse
+	1,  // 40: realtime.plugin.v1.Plugin.Stop:output_type -> realtime.plugin.v1.Empty
+	24, // 41: realtime.plugin.v1.HostServices.StoreDo:output_type -> realtime.plugin.v1.Value
+	29, // 42: realtime.plugin.v1.HostServices.StorePipeline:output_type -> realtime.plugin.v1.StorePipelineResponse
+	24, // 43: realtime.plugin.v1.HostServices.StoreEval:output_type -> realtime.plugin.v1.Value
+	1,  // 44: realtime.plugin.v1.HostServices.Join:output_type -> realtime.plugin.v1.Empty
+	1,  // 45: realtime.plugin.v1.HostServices.Leave:output_type -> realtime.plugin.v1.Empty
+	1,  // 46: realtime.plugin.v1.HostServices.Disconnect:output_type -> realtime.plugin.v1.Empty
+	1,  // 47: realtime.plugin.v1.HostServices.Publish:output_type -> realtime.plugin.v1.Empty
+	35, // 48: realtime.plugin.v1.HostServices.Directory:output_type -> realtime.plugin.v1.DirectoryResponse
+	36, // [36:49] is the sub-list for method output_type
+	23, // [23:36] is the sub-list for method input_type
+	23, // [23:23] is the sub-list for extension type_name
+	23, // [23:23] is the sub-list for extension extendee
+	0,  // [0:23] is the sub-list for field type_name
 }
 
 func init() { file_plugin_proto_init() }
@@ -2393,12 +2528,14 @@ func file_plugin_proto_init() {
 		(*HostMessage_Event)(nil),
 		(*HostMessage_Disconnect)(nil),
 		(*HostMessage_Delivery)(nil),
+		(*HostMessage_BarrierDone)(nil),
 	}
-	file_plugin_proto_msgTypes[16].OneofWrappers = []any{
+	file_plugin_proto_msgTypes[17].OneofWrappers = []any{
 		(*PluginMessage_Done)(nil),
 		(*PluginMessage_Emit)(nil),
+		(*PluginMessage_Barrier)(nil),
 	}
-	file_plugin_proto_msgTypes[21].OneofWrappers = []any{
+	file_plugin_proto_msgTypes[23].OneofWrappers = []any{
 		(*Value_Nil)(nil),
 		(*Value_Int)(nil),
 		(*Value_Str)(nil),
@@ -2411,7 +2548,7 @@ func file_plugin_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_plugin_proto_rawDesc), len(file_plugin_proto_rawDesc)),
 			NumEnums:      1,
-			NumMessages:   33,
+			NumMessages:   35,
 			NumExtensions: 0,
 			NumServices:   2,
 		},
