@@ -66,6 +66,9 @@ func serve(args []string, stderr io.Writer) int {
 	}
 	logger := newLogger(cfg, stderr)
 	slog.SetDefault(logger)
+	if _, err := raiseFileLimit(); err != nil {
+		logger.Warn("could not raise the open file limit", "err", err)
+	}
 	fxApp := fx.New(app.Options(cfg, logger, nil))
 	if err := fxApp.Err(); err != nil {
 		logger.Error("realtime failed to build", "err", err)

@@ -5,6 +5,7 @@
 //	realtime token --user ID    print a token the running service accepts (dev mode / TEST_JWKS)
 //	realtime config check       print the effective config (secrets redacted); exit 1 if invalid
 //	realtime plugins            list the known plugins, which are enabled, and what each declares
+//	realtime bench SCENARIO     measure a loopback server (connect, presence, chat, plugin, all)
 //
 // When the host re-executes itself to serve a built-in plugin, main hands over
 // to the plugin before anything else runs.
@@ -39,6 +40,8 @@ func run(args []string, stdout, stderr io.Writer) int {
 		return configCmd(args, stdout, stderr)
 	case "plugins":
 		return pluginsCmd(args, stdout, stderr)
+	case "bench":
+		return benchCmd(args, stdout, stderr)
 	case "help", "-h", "--help":
 		fmt.Fprint(stdout, usage)
 		return 0
@@ -52,6 +55,7 @@ const usage = `Usage:
   realtime token --user ID         print a token the service accepts (dev mode or TEST_JWKS)
   realtime config check [flags]    print the effective config, secrets redacted; exit 1 if invalid
   realtime plugins [flags]         list known plugins, which are enabled, and what each declares
+  realtime bench SCENARIO [flags]  load a loopback server: connect, presence, chat, plugin, all (--help)
 
 Common flags:
   --config PATH      config file (default ./config.yaml when present)
