@@ -84,9 +84,14 @@ type Hub struct {
 
 	met *metrics
 
-	remote     Remote // nil: single instance
-	subMu      sync.Mutex
-	subscribed map[string]bool // rooms subscribed on the remote; guarded by subMu
+	remote Remote // nil: single instance
+	// Subscribing a room is a Redis round trip: rooms are serialised per
+	// stripe (a room always maps to the same one), so the subscribe and
+	// unsubscribe of one room keep their order while different rooms (a
+	// connect storm's user rooms) proceed in parallel.
+	subStripes [64]sync.Mutex
+	subMapMu   sync.Mutex
+	subscribed map[string]bool // rooms subscribed on the remote; guarded by subMapMu
 }
 
 // New makes a hub for the instance. encode builds frames; remote may be nil.
@@ -247,16 +252,17 @@ func (h *Hub) join(ctx context.Context, s *Socket, room string) error {
 	h.mu.Unlock()
 	if first && h.remote != nil && room != s.Info.ID {
 		// Socket-id rooms are reached through the instance channel instead.
-		h.subMu.Lock()
-		defer h.subMu.Unlock()
+		stripe := h.stripe(room)
+		stripe.Lock()
+		defer stripe.Unlock()
 		h.mu.RLock()
 		still := len(h.rooms[room]) > 0
 		h.mu.RUnlock()
-		if still && !h.subscribed[room] {
+		if still && !h.isSubscribed(room) {
 			if err := h.remote.Subscribe(ctx, room); err != nil {
 				return fmt.Errorf("hub: subscribe room %q: %w", room, err)
 			}
-			h.subscribed[room] = true
+			h.setSubscribed(room, true)
 		}
 	}
 	return nil
@@ -298,19 +304,43 @@ func (h *Hub) unsubscribe(ctx context.Context, rooms []string) {
 	if h.remote == nil {
 		return
 	}
-	h.subMu.Lock()
-	defer h.subMu.Unlock()
 	for _, room := range rooms {
+		stripe := h.stripe(room)
+		stripe.Lock()
 		h.mu.RLock()
 		again := len(h.rooms[room]) > 0
 		h.mu.RUnlock()
-		if again || !h.subscribed[room] {
-			continue
+		if !again && h.isSubscribed(room) {
+			h.setSubscribed(room, false)
+			if err := h.remote.Unsubscribe(ctx, room); err != nil {
+				h.log.Warn("hub: unsubscribe failed", "room", room, "err", err)
+			}
 		}
+		stripe.Unlock()
+	}
+}
+
+func (h *Hub) stripe(room string) *sync.Mutex {
+	var x uint32 = 2166136261 // FNV-1a
+	for i := 0; i < len(room); i++ {
+		x = (x ^ uint32(room[i])) * 16777619
+	}
+	return &h.subStripes[x%uint32(len(h.subStripes))]
+}
+
+func (h *Hub) isSubscribed(room string) bool {
+	h.subMapMu.Lock()
+	defer h.subMapMu.Unlock()
+	return h.subscribed[room]
+}
+
+func (h *Hub) setSubscribed(room string, on bool) {
+	h.subMapMu.Lock()
+	defer h.subMapMu.Unlock()
+	if on {
+		h.subscribed[room] = true
+	} else {
 		delete(h.subscribed, room)
-		if err := h.remote.Unsubscribe(ctx, room); err != nil {
-			h.log.Warn("hub: unsubscribe failed", "room", room, "err", err)
-		}
 	}
 }
 
