@@ -8,6 +8,7 @@ import (
 	"io"
 	"log/slog"
 	"net/http"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -260,6 +261,10 @@ func (h wsHandler) closeReason(c *Conn, err error) string {
 		case 1002:
 			c.malformed("ws_protocol_error", nil, err, true)
 		}
+	} else if strings.HasPrefix(err.Error(), "gws: unexpected opcode") {
+		// gws unwraps this protocol error (a reserved opcode) before
+		// OnClose, losing the status code; it closed with 1002 all the same.
+		c.malformed("ws_protocol_error", nil, err, true)
 	}
 	return ReasonTransportError
 }
