@@ -206,7 +206,11 @@ func (c *rabbitConsumer) setup(ch *amqp.Channel) (<-chan amqp.Delivery, error) {
 			}
 		}
 	}
-	if _, err := ch.QueueDeclare(q.Name, q.Durable, q.AutoDelete, q.Exclusive, false, nil); err != nil {
+	var args amqp.Table
+	if q.ExpiresMs > 0 {
+		args = amqp.Table{"x-expires": q.ExpiresMs}
+	}
+	if _, err := ch.QueueDeclare(q.Name, q.Durable, q.AutoDelete, q.Exclusive, false, args); err != nil {
 		return nil, fmt.Errorf("declare queue: %w", classify(err, ""))
 	}
 	if q.Exchange != "" {

@@ -2,8 +2,10 @@ package chat
 
 import (
 	"context"
+	"crypto/sha256"
 	"fmt"
 	"strings"
+	"sync"
 
 	"github.com/clowdr/realtime/plugins/sdk"
 )
@@ -38,6 +40,13 @@ func (p *Plugin) distribute(ctx context.Context, d sdk.Delivery, k kind) error {
 	}
 	// The published data, byte for byte (parseAction checked it is an object).
 	data := a.fields["data"]
+	// After a reconnect the broker redelivers what was not acked yet; some
+	// of it was emitted already. Skip what this process has distributed.
+	key := d.Queue + "|" + a.Op + "|" + a.SID + "|" + string(data)
+	if !p.seen.firstTime(key) {
+		p.log.Debug("chat: redelivered message already distributed", "sId", a.SID)
+		return nil
+	}
 	prefix := "chat.messages."
 	if k == kindReaction {
 		prefix = "chat.reactions."
@@ -48,4 +57,34 @@ func (p *Plugin) distribute(ctx context.Context, d sdk.Delivery, k kind) error {
 		p.log.Error("chat: distribution emit failed", "chat", a.ChatID, "sId", a.SID, "err", err)
 	}
 	return nil
+}
+
+// recent remembers the last n keys, to drop redelivered duplicates.
+type recent struct {
+	mu   sync.Mutex
+	set  map[string]struct{}
+	ring []string
+	next int
+}
+
+func newRecent(n int) *recent {
+	return &recent{set: make(map[string]struct{}, n), ring: make([]string, n)}
+}
+
+// firstTime records key and reports whether it was not among the last n.
+func (r *recent) firstTime(key string) bool {
+	sum := sha256.Sum256([]byte(key))
+	k := string(sum[:16])
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if _, dup := r.set[k]; dup {
+		return false
+	}
+	if old := r.ring[r.next]; old != "" {
+		delete(r.set, old)
+	}
+	r.ring[r.next] = k
+	r.next = (r.next + 1) % len(r.ring)
+	r.set[k] = struct{}{}
+	return true
 }

@@ -72,3 +72,27 @@ func TestDistribution(t *testing.T) {
 		})
 	}
 }
+
+// A message redelivered after a reconnect is not emitted twice.
+func TestRedeliveredDistributionIsDroppedOnce(t *testing.T) {
+	p, h := newTestPlugin(t, nil)
+	body := mustJSON(t, act("INSERT", message(sid1, regAlice)))
+	d := sdk.Delivery{Queue: "chat.messages.distribution.x", Exchange: ExchangeMessages, RoutingKey: chat1, Body: body}
+	for i, redelivered := range []bool{false, true} {
+		d.Redelivered = redelivered
+		if err := p.OnDelivery(context.Background(), d); err != nil {
+			t.Fatalf("delivery %d: %v", i, err)
+		}
+	}
+	if n := len(emitsNamed(h, "chat.messages.receive")); n != 1 {
+		t.Fatalf("%d receive emits, want 1", n)
+	}
+	// An UPDATE of the same message is a different delivery.
+	d.Body = mustJSON(t, act("UPDATE", message(sid1, regAlice)))
+	if err := p.OnDelivery(context.Background(), d); err != nil {
+		t.Fatal(err)
+	}
+	if n := len(emitsNamed(h, "chat.messages.update")); n != 1 {
+		t.Fatalf("%d update emits, want 1", n)
+	}
+}

@@ -99,7 +99,13 @@ type Plugin struct {
 	pending chan struct{}  // semaphore of follow-ups
 	// retryBackoff is the writeback's pause before a requeue.
 	retryBackoff time.Duration
+	// seen drops distribution messages redelivered after a reconnect.
+	seen *recent
 }
+
+// distributionQueueExpiry is how long a per-instance distribution queue
+// outlives its last consumer (a dead instance's queue goes away after it).
+const distributionQueueExpiry = 5 * time.Minute
 
 var _ sdk.Plugin = (*Plugin)(nil)
 
@@ -110,6 +116,7 @@ func New() *Plugin {
 		limiters: map[string]*rate.Limiter{},
 		local:    map[string]map[string]struct{}{},
 		pending:  make(chan struct{}, maxPendingFollowUps),
+		seen:     newRecent(20000),
 
 		retryBackoff: defaultRetryBackoff,
 	}
@@ -138,8 +145,11 @@ func (p *Plugin) Describe() sdk.Descriptor {
 			{Name: ExchangeReactions, Kind: "topic", Durable: true},
 		},
 		Queues: []sdk.Queue{
-			{Name: QueueMessagesDistribution, Exchange: ExchangeMessages, Bindings: []string{"*"}, AutoDelete: true, Exclusive: true, Prefetch: 100},
-			{Name: QueueReactionsDistribution, Exchange: ExchangeReactions, Bindings: []string{"*"}, AutoDelete: true, Exclusive: true, Prefetch: 100},
+			// Not exclusive or auto-delete: they must outlive a dropped
+			// connection (what is published meanwhile waits in them); they
+			// expire once their instance is gone.
+			{Name: QueueMessagesDistribution, Exchange: ExchangeMessages, Bindings: []string{"*"}, Prefetch: 100, ExpiresMs: distributionQueueExpiry.Milliseconds()},
+			{Name: QueueReactionsDistribution, Exchange: ExchangeReactions, Bindings: []string{"*"}, Prefetch: 100, ExpiresMs: distributionQueueExpiry.Milliseconds()},
 		},
 	}
 	p.mu.Lock()

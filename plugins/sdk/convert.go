@@ -27,7 +27,7 @@ func descriptorToProto(d Descriptor) *pluginv1.Descriptor {
 	for _, q := range d.Queues {
 		out.Queues = append(out.Queues, &pluginv1.Queue{
 			Name: q.Name, Exchange: q.Exchange, Bindings: q.Bindings, Durable: q.Durable,
-			AutoDelete: q.AutoDelete, Exclusive: q.Exclusive, Prefetch: int32(q.Prefetch),
+			AutoDelete: q.AutoDelete, Exclusive: q.Exclusive, Prefetch: int32(q.Prefetch), ExpiresMs: q.ExpiresMs,
 		})
 	}
 	return out
@@ -44,7 +44,7 @@ func descriptorFromProto(p *pluginv1.Descriptor) Descriptor {
 	for _, q := range p.GetQueues() {
 		d.Queues = append(d.Queues, Queue{
 			Name: q.GetName(), Exchange: q.GetExchange(), Bindings: q.GetBindings(), Durable: q.GetDurable(),
-			AutoDelete: q.GetAutoDelete(), Exclusive: q.GetExclusive(), Prefetch: int(q.GetPrefetch()),
+			AutoDelete: q.GetAutoDelete(), Exclusive: q.GetExclusive(), Prefetch: int(q.GetPrefetch()), ExpiresMs: q.GetExpiresMs(),
 		})
 	}
 	return d

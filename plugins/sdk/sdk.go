@@ -68,6 +68,12 @@ type Queue struct {
 	AutoDelete bool     `json:"autoDelete"`
 	Exclusive  bool     `json:"exclusive"`
 	Prefetch   int      `json:"prefetch"`
+	// ExpiresMs, when > 0, deletes the queue after it has had no consumer
+	// for that long (RabbitMQ x-expires). A per-instance queue that is
+	// neither exclusive nor auto-delete but expires survives a dropped
+	// connection (nothing published meanwhile is lost) and still goes away
+	// when its instance dies.
+	ExpiresMs int64 `json:"expiresMs,omitempty"`
 }
 
 // Descriptor is what a plugin declares about itself.

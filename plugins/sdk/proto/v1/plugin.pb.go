@@ -273,6 +273,7 @@ type Queue struct {
 	AutoDelete    bool                   `protobuf:"varint,5,opt,name=auto_delete,json=autoDelete,proto3" json:"auto_delete,omitempty"`
 	Exclusive     bool                   `protobuf:"varint,6,opt,name=exclusive,proto3" json:"exclusive,omitempty"`
 	Prefetch      int32                  `protobuf:"varint,7,opt,name=prefetch,proto3" json:"prefetch,omitempty"`
+	ExpiresMs     int64                  `protobuf:"varint,8,opt,name=expires_ms,json=expiresMs,proto3" json:"expires_ms,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -352,6 +353,13 @@ func (x *Queue) GetExclusive() bool {
 func (x *Queue) GetPrefetch() int32 {
 	if x != nil {
 		return x.Prefetch
+	}
+	return 0
+}
+
+func (x *Queue) GetExpiresMs() int64 {
+	if x != nil {
+		return x.ExpiresMs
 	}
 	return 0
 }
@@ -2254,7 +2262,7 @@ const file_plugin_proto_rawDesc = "" +
 	"\bExchange\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12\x12\n" +
 	"\x04kind\x18\x02 \x01(\tR\x04kind\x12\x18\n" +
-	"\adurable\x18\x03 \x01(\bR\adurable\"\xc8\x01\n" +
+	"\adurable\x18\x03 \x01(\bR\adurable\"\xe7\x01\n" +
 	"\x05Queue\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12\x1a\n" +
 	"\bexchange\x18\x02 \x01(\tR\bexchange\x12\x1a\n" +
@@ -2263,7 +2271,9 @@ const file_plugin_proto_rawDesc = "" +
 	"\vauto_delete\x18\x05 \x01(\bR\n" +
 	"autoDelete\x12\x1c\n" +
 	"\texclusive\x18\x06 \x01(\bR\texclusive\x12\x1a\n" +
-	"\bprefetch\x18\a \x01(\x05R\bprefetch\"\xf4\x01\n" +
+	"\bprefetch\x18\a \x01(\x05R\bprefetch\x12\x1d\n" +
+	"\n" +
+	"expires_ms\x18\b \x01(\x03R\texpiresMs\"\xf4\x01\n" +
 	"\n" +
 	"Descriptor\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12\x18\n" +
