@@ -137,7 +137,7 @@ func (g *gateway) OnEvent(c *socketio.Conn, name string, args []json.RawMessage,
 		}
 		if ackID >= 0 {
 			if err != nil {
-				ack = []json.RawMessage{mustJSON(map[string]string{"error": err.Error()})}
+				ack = []json.RawMessage{mustJSON(map[string]string{"error": clientError(err)})}
 			}
 			_ = c.Ack(ackID, ack)
 			return
@@ -190,4 +190,17 @@ func mustJSON(v any) json.RawMessage {
 		return json.RawMessage(`null`)
 	}
 	return b
+}
+
+// clientError is what a client is told about a failed event: whether to
+// retry, never the internals (addresses, Redis errors) in err, which go to
+// the log instead.
+func clientError(err error) string {
+	switch {
+	case errors.Is(err, sdk.ErrPluginUnavailable), errors.Is(err, sdk.ErrOverloaded), errors.Is(err, sdk.ErrHostUnavailable):
+		return "unavailable: retry shortly"
+	case errors.Is(err, context.DeadlineExceeded):
+		return "timeout"
+	}
+	return "failed"
 }

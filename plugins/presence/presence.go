@@ -421,13 +421,27 @@ func (p *Plugin) snapshot() []*socketState {
 
 // refreshAll pushes the deadlines of every socket this process holds.
 func (p *Plugin) refreshAll(ctx context.Context) {
+	// Each refresh is a store round trip (over gRPC in subprocess mode): run
+	// refreshParallel at once, so a round over thousands of sockets stays
+	// well inside the window instead of taking one round trip per socket.
+	sem := make(chan struct{}, refreshParallel)
+	var wg sync.WaitGroup
 	for _, st := range p.snapshot() {
 		if ctx.Err() != nil {
-			return
+			break
 		}
-		p.refresh(ctx, st)
+		sem <- struct{}{}
+		wg.Add(1)
+		go func() {
+			defer func() { <-sem; wg.Done() }()
+			p.refresh(ctx, st)
+		}()
 	}
+	wg.Wait()
 }
+
+// refreshParallel is how many sockets a refresh round updates at once.
+const refreshParallel = 32
 
 // refresh re-runs enter for every list of one socket (idempotent; after an
 // admin flush it re-creates the state and emits "entered" again).
