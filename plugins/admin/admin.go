@@ -32,7 +32,6 @@ import (
 	"context"
 	"crypto/hmac"
 	"crypto/sha256"
-	"crypto/subtle"
 	"encoding/hex"
 	"encoding/json"
 	"fmt"
@@ -43,6 +42,7 @@ import (
 
 	"golang.org/x/time/rate"
 
+	"github.com/clowdr/realtime/plugins/internal/kit"
 	"github.com/clowdr/realtime/plugins/sdk"
 )
 
@@ -159,11 +159,7 @@ func (p *Plugin) checkSecret(r sdk.HTTPRequest, want, header string) (sdk.HTTPRe
 }
 
 // secretEqual compares in constant time (lengths hidden by hashing first).
-func secretEqual(got, want string) bool {
-	g := sha256.Sum256([]byte(got))
-	w := sha256.Sum256([]byte(want))
-	return subtle.ConstantTimeCompare(g[:], w[:]) == 1
-}
+func secretEqual(got, want string) bool { return kit.SecretEqual(got, want) }
 
 func clientAddr(r sdk.HTTPRequest) string {
 	if f := r.Header.Get("X-Forwarded-For"); f != "" {

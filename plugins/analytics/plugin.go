@@ -8,13 +8,13 @@ import (
 	"fmt"
 	"log/slog"
 	"net/http"
-	"regexp"
 	"strings"
 	"sync"
 	"time"
 
 	"golang.org/x/time/rate"
 
+	"github.com/clowdr/realtime/plugins/internal/kit"
 	"github.com/clowdr/realtime/plugins/sdk"
 )
 
@@ -258,14 +258,14 @@ func parseView(raw json.RawMessage) (View, error) {
 	if err := json.Unmarshal(raw, &m); err != nil {
 		return View{}, fmt.Errorf("%w: %w", errInvalid, err)
 	}
-	id, ok := jsonString(m["identifier"])
+	id, ok := kit.JSONString(m["identifier"])
 	if !ok {
 		return View{}, fmt.Errorf("%w: identifier must be a string", errInvalid)
 	}
-	if !validUUID(id) {
+	if !kit.ValidUUID(id) {
 		return View{}, fmt.Errorf("%w: identifier is not a UUID", errInvalid)
 	}
-	ct, ok := jsonString(m["contentType"])
+	ct, ok := kit.JSONString(m["contentType"])
 	if !ok || !validContentType(ct) {
 		return View{}, fmt.Errorf("%w: contentType must be Item, Element or Room.HLSStream", errInvalid)
 	}
@@ -274,17 +274,6 @@ func parseView(raw json.RawMessage) (View, error) {
 
 func validContentType(ct string) bool {
 	return ct == ContentItem || ct == ContentElement || ct == ContentHLSStream
-}
-
-func jsonString(raw json.RawMessage) (string, bool) {
-	if len(raw) == 0 || raw[0] != '"' {
-		return "", false
-	}
-	var s string
-	if err := json.Unmarshal(raw, &s); err != nil {
-		return "", false
-	}
-	return s, true
 }
 
 // falsy reports JavaScript falsiness of a JSON value (null, false, 0, "").
@@ -297,9 +286,3 @@ func falsy(raw json.RawMessage) bool {
 	var f float64
 	return json.Unmarshal(raw, &f) == nil && f == 0
 }
-
-// uuidRE is uuid@8's validate regex: versions 1-5 with an RFC variant, or the
-// nil UUID, case-insensitive.
-var uuidRE = regexp.MustCompile(`(?i)^(?:[0-9a-f]{8}-[0-9a-f]{4}-[1-5][0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}|00000000-0000-0000-0000-000000000000)$`)
-
-func validUUID(s string) bool { return uuidRE.MatchString(s) }

@@ -1,19 +1,16 @@
 package analytics
 
 import (
-	"bytes"
 	"context"
 	"crypto/rand"
 	"encoding/hex"
-	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
-	"net/http"
 	"strconv"
 	"strings"
 	"time"
 
+	"github.com/clowdr/realtime/plugins/internal/kit"
 	"github.com/clowdr/realtime/plugins/sdk"
 )
 
@@ -270,7 +267,7 @@ func parsePending(field, value string) (pending, bool) {
 		return pending{}, false
 	}
 	ct, id, ok := strings.Cut(rest, ":")
-	if !ok || !validContentType(ct) || !validUUID(id) {
+	if !ok || !validContentType(ct) || !kit.ValidUUID(id) {
 		return pending{}, false
 	}
 	n, err := strconv.ParseInt(value, 10, 64)
@@ -383,46 +380,8 @@ func statsObject(existing map[string]statsRow, key, idCol, countCol, identifier 
 
 // graphql posts one request to graphql_url and decodes its data into out.
 func (p *Plugin) graphql(ctx context.Context, query string, vars map[string]any, out any) error {
-	body, err := json.Marshal(map[string]any{"query": query, "variables": vars})
-	if err != nil {
-		return fmt.Errorf("encode request: %w", err)
-	}
-	req, err := http.NewRequestWithContext(ctx, http.MethodPost, p.cfg.GraphQLURL, bytes.NewReader(body))
-	if err != nil {
-		return fmt.Errorf("build request: %w", err)
-	}
-	req.Header.Set("Content-Type", "application/json")
-	if p.cfg.AdminSecret != "" {
-		req.Header.Set("X-Hasura-Admin-Secret", p.cfg.AdminSecret)
-	}
-	resp, err := p.httpClient.Do(req)
-	if err != nil {
-		return fmt.Errorf("post to hasura: %w", err)
-	}
-	defer resp.Body.Close()
-	b, err := io.ReadAll(io.LimitReader(resp.Body, maxGraphQLResponse))
-	if err != nil {
-		return fmt.Errorf("read hasura answer: %w", err)
-	}
-	if resp.StatusCode/100 != 2 {
-		return fmt.Errorf("hasura answered %s", resp.Status)
-	}
-	var env struct {
-		Data   json.RawMessage `json:"data"`
-		Errors []struct {
-			Message string `json:"message"`
-		} `json:"errors"`
-	}
-	if err := json.Unmarshal(b, &env); err != nil {
-		return fmt.Errorf("decode hasura answer: %w", err)
-	}
-	if len(env.Errors) > 0 {
-		return fmt.Errorf("hasura: %s", env.Errors[0].Message)
-	}
-	if err := json.Unmarshal(env.Data, out); err != nil {
-		return fmt.Errorf("decode hasura data: %w", err)
-	}
-	return nil
+	h := kit.Hasura{Client: p.httpClient, URL: p.cfg.GraphQLURL, AdminSecret: p.cfg.AdminSecret, MaxResponse: maxGraphQLResponse}
+	return h.DoInto(ctx, query, vars, out)
 }
 
 func randomHex() string {

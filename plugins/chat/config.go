@@ -1,7 +1,6 @@
 package chat
 
 import (
-	"bytes"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -9,6 +8,8 @@ import (
 	"net/url"
 	"strings"
 	"time"
+
+	"github.com/clowdr/realtime/plugins/internal/kit"
 )
 
 // Config is the plugin's configuration (plugins.chat.config, as JSON). Every
@@ -67,59 +68,14 @@ const (
 )
 
 // Duration is a time.Duration written as a Go duration string ("1500ms").
-type Duration struct {
-	D   time.Duration
-	Set bool
-}
-
-// UnmarshalJSON accepts a duration string such as "1.5s".
-func (d *Duration) UnmarshalJSON(b []byte) error {
-	if bytes.Equal(bytes.TrimSpace(b), []byte("null")) {
-		*d = Duration{}
-		return nil
-	}
-	var s string
-	if err := json.Unmarshal(b, &s); err != nil {
-		return fmt.Errorf("want a duration string such as \"1500ms\", got %s", b)
-	}
-	v, err := time.ParseDuration(s)
-	if err != nil {
-		return fmt.Errorf("bad duration %q: %w", s, err)
-	}
-	*d = Duration{D: v, Set: true}
-	return nil
-}
-
-// MarshalJSON writes the duration string.
-func (d Duration) MarshalJSON() ([]byte, error) { return json.Marshal(d.D.String()) }
+type Duration = kit.Duration
 
 // parseConfig decodes, defaults and validates raw (nil or empty means "{}").
 // Errors name the offending key.
 func parseConfig(raw json.RawMessage) (Config, error) {
 	var c Config
-	if t := bytes.TrimSpace(raw); len(t) > 0 && !bytes.Equal(t, []byte("null")) {
-		// Durations first, so their errors can name the key.
-		var keys map[string]json.RawMessage
-		if err := json.Unmarshal(t, &keys); err != nil {
-			return c, fmt.Errorf("chat config: want an object: %w", err)
-		}
-		for _, k := range []string{"notify_delay", "message_record_ttl"} {
-			if v, ok := keys[k]; ok {
-				var d Duration
-				if err := d.UnmarshalJSON(v); err != nil {
-					return c, fmt.Errorf("chat config: key %q: %w", k, err)
-				}
-			}
-		}
-		dec := json.NewDecoder(bytes.NewReader(t))
-		dec.DisallowUnknownFields()
-		if err := dec.Decode(&c); err != nil {
-			var te *json.UnmarshalTypeError
-			if errors.As(err, &te) {
-				return c, fmt.Errorf("chat config: key %q: want %s, got %s", te.Field, te.Type, te.Value)
-			}
-			return c, fmt.Errorf("chat config: %w", err)
-		}
+	if err := kit.DecodeConfig(raw, &c, "chat config", "1500ms", "notify_delay", "message_record_ttl"); err != nil {
+		return c, err
 	}
 	if c.MaxMessageBytes == 0 {
 		c.MaxMessageBytes = DefaultMaxMessageBytes

@@ -12,6 +12,7 @@ import (
 
 	"golang.org/x/time/rate"
 
+	"github.com/clowdr/realtime/plugins/internal/kit"
 	"github.com/clowdr/realtime/plugins/push"
 	"github.com/clowdr/realtime/plugins/sdk"
 )
@@ -303,6 +304,6 @@ func argString(args []json.RawMessage, i int) (string, bool) {
 	if i >= len(args) {
 		return "", false
 	}
-	s, ok := jsonString(args[i])
+	s, ok := kit.JSONString(args[i])
 	return s, ok && s != ""
 }

@@ -8,6 +8,7 @@ import (
 	"strconv"
 	"time"
 
+	"github.com/clowdr/realtime/plugins/internal/kit"
 	"github.com/clowdr/realtime/plugins/sdk"
 )
 
@@ -175,7 +176,7 @@ func (p *Plugin) afterPublish(ctx context.Context, s sdk.Socket, a *action) {
 		if !counted {
 			return
 		}
-		created, _ := jsonString(a.data["created_at"])
+		created, _ := kit.JSONString(a.data["created_at"])
 		t, err := time.Parse(time.RFC3339Nano, created)
 		if err != nil {
 			t = p.now()

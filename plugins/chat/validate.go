@@ -5,8 +5,9 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"regexp"
 	"time"
+
+	"github.com/clowdr/realtime/plugins/internal/kit"
 )
 
 // Operations of an Action.
@@ -38,13 +39,6 @@ func invalidf(format string, args ...any) error {
 	return fmt.Errorf("%w: %s", errInvalid, fmt.Sprintf(format, args...))
 }
 
-// uuidRE is uuid@8's validate regex: versions 1-5 with an RFC variant, or the
-// nil UUID, case-insensitive.
-var uuidRE = regexp.MustCompile(`(?i)^(?:[0-9a-f]{8}-[0-9a-f]{4}-[1-5][0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}|00000000-0000-0000-0000-000000000000)$`)
-
-// validUUID reports whether s passes uuid@8's validate.
-func validUUID(s string) bool { return uuidRE.MatchString(s) }
-
 var (
 	messageTypes = map[string]bool{
 		"ANSWER": true, "DUPLICATION_MARKER": true, "EMOTE": true, "MESSAGE": true,
@@ -65,23 +59,12 @@ type rule struct {
 	check    check
 }
 
-func jsonString(raw json.RawMessage) (string, bool) {
-	if len(raw) == 0 || raw[0] != '"' {
-		return "", false
-	}
-	var s string
-	if err := json.Unmarshal(raw, &s); err != nil {
-		return "", false
-	}
-	return s, true
-}
-
 func isNull(raw json.RawMessage) bool { return bytes.Equal(raw, []byte("null")) }
 
 func anyValue(json.RawMessage) error { return nil }
 
 func stringValue(raw json.RawMessage) error {
-	if _, ok := jsonString(raw); !ok {
+	if _, ok := kit.JSONString(raw); !ok {
 		return errors.New("must be a string")
 	}
 	return nil
@@ -95,11 +78,11 @@ func boolValue(raw json.RawMessage) error {
 }
 
 func uuidValue(raw json.RawMessage) error {
-	s, ok := jsonString(raw)
+	s, ok := kit.JSONString(raw)
 	if !ok {
 		return errors.New("must be a string")
 	}
-	if !validUUID(s) {
+	if !kit.ValidUUID(s) {
 		return fmt.Errorf("%q is not a UUID", s)
 	}
 	return nil
@@ -107,11 +90,11 @@ func uuidValue(raw json.RawMessage) error {
 
 // optUUIDValue is a string that is UUID-validated when non-empty (truthy).
 func optUUIDValue(raw json.RawMessage) error {
-	s, ok := jsonString(raw)
+	s, ok := kit.JSONString(raw)
 	if !ok {
 		return errors.New("must be a string")
 	}
-	if s != "" && !validUUID(s) {
+	if s != "" && !kit.ValidUUID(s) {
 		return fmt.Errorf("%q is not a UUID", s)
 	}
 	return nil
@@ -128,7 +111,7 @@ func nullable(c check) check {
 
 func enumValue(allowed map[string]bool) check {
 	return func(raw json.RawMessage) error {
-		s, ok := jsonString(raw)
+		s, ok := kit.JSONString(raw)
 		if !ok || !allowed[s] {
 			return fmt.Errorf("%s is not an allowed value", raw)
 		}
@@ -207,7 +190,7 @@ func parseAction(k kind, raw json.RawMessage) (*action, error) {
 	if !ok {
 		return nil, invalidf("action: missing key \"op\"")
 	}
-	op, _ := jsonString(opRaw)
+	op, _ := kit.JSONString(opRaw)
 	if op != opInsert && op != opUpdate && op != opDelete {
 		return nil, invalidf("action: op %s is not INSERT, UPDATE or DELETE", opRaw)
 	}
@@ -236,12 +219,12 @@ func parseAction(k kind, raw json.RawMessage) (*action, error) {
 		}
 	}
 	a := &action{kind: k, Op: op, fields: fields, data: data}
-	a.ChatID, _ = jsonString(data["chatId"])
-	a.SID, _ = jsonString(data["sId"])
-	a.SenderID, _ = jsonString(data["senderId"])
-	a.Type, _ = jsonString(data["type"])
+	a.ChatID, _ = kit.JSONString(data["chatId"])
+	a.SID, _ = kit.JSONString(data["sId"])
+	a.SenderID, _ = kit.JSONString(data["senderId"])
+	a.Type, _ = kit.JSONString(data["type"])
 	if k == kindMessage {
-		a.Message, _ = jsonString(data["message"])
+		a.Message, _ = kit.JSONString(data["message"])
 	}
 	return a, nil
 }
@@ -257,7 +240,7 @@ func sIDOf(raw json.RawMessage) (string, bool) {
 	if !ok {
 		return "", false
 	}
-	return jsonString(data["sId"])
+	return kit.JSONString(data["sId"])
 }
 
 // jsTime formats t as JavaScript's Date.toISOString does.

@@ -2,39 +2,18 @@ package chat
 
 import (
 	"context"
-	"crypto/sha256"
-	"crypto/subtle"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"net/http"
 
+	"github.com/clowdr/realtime/plugins/internal/kit"
 	"github.com/clowdr/realtime/plugins/sdk"
 )
 
-var (
-	htmlHeader = func() http.Header { return http.Header{"Content-Type": {"text/html; charset=utf-8"}} }
-	jsonHeader = func() http.Header { return http.Header{"Content-Type": {"application/json; charset=utf-8"}} }
-)
-
-func textResponse(status int, body string) sdk.HTTPResponse {
-	return sdk.HTTPResponse{Status: status, Header: htmlHeader(), Body: []byte(body)}
-}
-
-// checkSecret compares the x-hasura-event-secret header with the configured
-// secret in constant time (hashes first, so the length does not leak either).
-func (p *Plugin) checkSecret(h http.Header) bool {
-	if p.cfg.EventSecret == "" {
-		return false
-	}
-	got := h.Values("X-Hasura-Event-Secret")
-	if len(got) != 1 {
-		return false
-	}
-	a := sha256.Sum256([]byte(got[0]))
-	b := sha256.Sum256([]byte(p.cfg.EventSecret))
-	return subtle.ConstantTimeCompare(a[:], b[:]) == 1
-}
+// checkSecret compares the x-hasura-event-secret header with event_secret in
+// constant time. An empty event_secret refuses everything.
+func (p *Plugin) checkSecret(h http.Header) bool { return kit.EventSecretOK(h, p.cfg.EventSecret) }
 
 // hasuraEvent is a Hasura event trigger payload (types/hasura.ts).
 type hasuraEvent struct {
@@ -53,7 +32,7 @@ func parseHasuraEvent(body []byte) (hasuraEvent, error) {
 	if !ok {
 		return hasuraEvent{}, invalidf("event must be an object")
 	}
-	op, _ := jsonString(ev["op"])
+	op, _ := kit.JSONString(ev["op"])
 	switch op {
 	case "INSERT", "UPDATE", "DELETE", "MANUAL":
 	default:
@@ -74,7 +53,7 @@ func parseHasuraEvent(body []byte) (hasuraEvent, error) {
 			return hasuraEvent{}, invalidf("event.session_variables must be an object or null")
 		}
 		for k, v := range m {
-			if _, ok := jsonString(v); !ok {
+			if _, ok := kit.JSONString(v); !ok {
 				return hasuraEvent{}, invalidf("event.session_variables.%s must be a string", k)
 			}
 		}
@@ -93,8 +72,8 @@ func parseChatRow(raw json.RawMessage) (chatRow, error) {
 	if !ok {
 		return chatRow{}, invalidf("row must be an object")
 	}
-	c, ok1 := jsonString(m["chatId"])
-	r, ok2 := jsonString(m["registrantId"])
+	c, ok1 := kit.JSONString(m["chatId"])
+	r, ok2 := kit.JSONString(m["registrantId"])
 	if !ok1 || !ok2 || c == "" || r == "" {
 		return chatRow{}, invalidf("row needs string chatId and registrantId")
 	}
@@ -106,22 +85,22 @@ func (p *Plugin) OnHTTP(ctx context.Context, r sdk.HTTPRequest) (sdk.HTTPRespons
 	switch r.Path {
 	case RouteSubscriptionChanged, RoutePinChanged, RouteFlagInserted:
 	default:
-		return textResponse(http.StatusNotFound, "Not found"), nil
+		return kit.TextResponse(http.StatusNotFound, "Not found"), nil
 	}
 	if !p.checkSecret(r.Header) {
 		p.log.Warn("chat: webhook with a missing or wrong event secret", "path", r.Path, "remote", r.RemoteAddr)
-		return sdk.HTTPResponse{Status: http.StatusUnauthorized, Header: jsonHeader(), Body: []byte("{}")}, nil
+		return sdk.HTTPResponse{Status: http.StatusUnauthorized, Header: kit.JSONHeader(), Body: []byte("{}")}, nil
 	}
 	if r.Method != http.MethodPost {
-		return textResponse(http.StatusMethodNotAllowed, "Method not allowed"), nil
+		return kit.TextResponse(http.StatusMethodNotAllowed, "Method not allowed"), nil
 	}
 	if len(r.Body) > maxWebhookBody {
-		return textResponse(http.StatusRequestEntityTooLarge, "Payload too large"), nil
+		return kit.TextResponse(http.StatusRequestEntityTooLarge, "Payload too large"), nil
 	}
 	ev, err := parseHasuraEvent(r.Body)
 	if err != nil {
 		p.log.Warn("chat: unexpected webhook payload", "path", r.Path, "err", err)
-		return textResponse(http.StatusInternalServerError, "Unexpected payload"), nil
+		return kit.TextResponse(http.StatusInternalServerError, "Unexpected payload"), nil
 	}
 	switch r.Path {
 	case RouteSubscriptionChanged:
@@ -133,13 +112,13 @@ func (p *Plugin) OnHTTP(ctx context.Context, r sdk.HTTPRequest) (sdk.HTTPRespons
 	}
 	if errors.Is(err, errInvalid) {
 		p.log.Warn("chat: unexpected webhook payload", "path", r.Path, "err", err)
-		return textResponse(http.StatusInternalServerError, "Unexpected payload"), nil
+		return kit.TextResponse(http.StatusInternalServerError, "Unexpected payload"), nil
 	}
 	if err != nil {
 		p.log.Error("chat: webhook failed", "path", r.Path, "err", err)
-		return textResponse(http.StatusInternalServerError, "Internal error"), nil
+		return kit.TextResponse(http.StatusInternalServerError, "Internal error"), nil
 	}
-	return textResponse(http.StatusOK, "OK"), nil
+	return kit.TextResponse(http.StatusOK, "OK"), nil
 }
 
 // rowChanged applies a subscription or pin change to its set and tells the
@@ -188,7 +167,7 @@ func (p *Plugin) flagInserted(ctx context.Context, ev hasuraEvent) error {
 	if !ok {
 		return invalidf("flag row must be an object")
 	}
-	typ, ok := jsonString(row["type"])
+	typ, ok := kit.JSONString(row["type"])
 	if !ok {
 		return invalidf("flag row needs a string type")
 	}

@@ -1,15 +1,13 @@
 package chat
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
-	"net/http"
 	"time"
 
+	"github.com/clowdr/realtime/plugins/internal/kit"
 	"github.com/clowdr/realtime/plugins/sdk"
 )
 
@@ -163,43 +161,14 @@ func (p *Plugin) backoff(ctx context.Context) {
 	}
 }
 
-// graphql posts one GraphQL request to Hasura and returns its data.
+// graphql posts one GraphQL request to Hasura and returns its data. An
+// answer with GraphQL errors gives errGraphQL.
 func (p *Plugin) graphql(ctx context.Context, query string, vars map[string]any) (json.RawMessage, error) {
-	body, err := json.Marshal(map[string]any{"query": query, "variables": vars})
-	if err != nil {
-		return nil, fmt.Errorf("encode request: %w", err)
+	h := kit.Hasura{Client: p.httpClient, URL: p.cfg.GraphQLURL, AdminSecret: p.cfg.AdminSecret, MaxResponse: maxGraphQLResponse}
+	data, err := h.Do(ctx, query, vars)
+	var ge *kit.GraphQLError
+	if errors.As(err, &ge) {
+		return nil, fmt.Errorf("%w: %s", errGraphQL, ge.Message)
 	}
-	req, err := http.NewRequestWithContext(ctx, http.MethodPost, p.cfg.GraphQLURL, bytes.NewReader(body))
-	if err != nil {
-		return nil, fmt.Errorf("build request: %w", err)
-	}
-	req.Header.Set("Content-Type", "application/json")
-	if p.cfg.AdminSecret != "" {
-		req.Header.Set("X-Hasura-Admin-Secret", p.cfg.AdminSecret)
-	}
-	resp, err := p.httpClient.Do(req)
-	if err != nil {
-		return nil, fmt.Errorf("post to hasura: %w", err)
-	}
-	defer resp.Body.Close()
-	b, err := io.ReadAll(io.LimitReader(resp.Body, maxGraphQLResponse))
-	if err != nil {
-		return nil, fmt.Errorf("read hasura answer: %w", err)
-	}
-	if resp.StatusCode/100 != 2 {
-		return nil, fmt.Errorf("hasura answered %s", resp.Status)
-	}
-	var out struct {
-		Data   json.RawMessage `json:"data"`
-		Errors []struct {
-			Message string `json:"message"`
-		} `json:"errors"`
-	}
-	if err := json.Unmarshal(b, &out); err != nil {
-		return nil, fmt.Errorf("decode hasura answer: %w", err)
-	}
-	if len(out.Errors) > 0 {
-		return nil, fmt.Errorf("%w: %s", errGraphQL, out.Errors[0].Message)
-	}
-	return out.Data, nil
+	return data, err
 }

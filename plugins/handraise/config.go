@@ -1,12 +1,12 @@
 package handraise
 
 import (
-	"bytes"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"net/url"
 	"time"
+
+	"github.com/clowdr/realtime/plugins/internal/kit"
 )
 
 // Config is the plugin's configuration (plugins.handraise.config, as JSON).
@@ -40,56 +40,14 @@ const (
 func (c Config) requireChair() bool { return c.RequireChair == nil || *c.RequireChair }
 
 // Duration is a time.Duration written as a Go duration string ("24h").
-type Duration struct {
-	D   time.Duration
-	Set bool
-}
-
-// UnmarshalJSON accepts a duration string such as "90m"; null unsets it.
-func (d *Duration) UnmarshalJSON(b []byte) error {
-	if bytes.Equal(bytes.TrimSpace(b), []byte("null")) {
-		*d = Duration{}
-		return nil
-	}
-	var s string
-	if err := json.Unmarshal(b, &s); err != nil {
-		return fmt.Errorf("want a duration string such as \"24h\", got %s", b)
-	}
-	v, err := time.ParseDuration(s)
-	if err != nil {
-		return fmt.Errorf("bad duration %q: %w", s, err)
-	}
-	*d = Duration{D: v, Set: true}
-	return nil
-}
-
-// MarshalJSON writes the duration string.
-func (d Duration) MarshalJSON() ([]byte, error) { return json.Marshal(d.D.String()) }
+type Duration = kit.Duration
 
 // parseConfig decodes, defaults and validates raw (nil, empty or null means
 // "{}"). Unknown keys and bad values give an error naming the key.
 func parseConfig(raw json.RawMessage) (Config, error) {
 	var c Config
-	if t := bytes.TrimSpace(raw); len(t) > 0 && !bytes.Equal(t, []byte("null")) {
-		var keys map[string]json.RawMessage
-		if err := json.Unmarshal(t, &keys); err != nil {
-			return c, fmt.Errorf("handraise config: want an object: %w", err)
-		}
-		if v, ok := keys["hand_ttl"]; ok {
-			var d Duration
-			if err := d.UnmarshalJSON(v); err != nil {
-				return c, fmt.Errorf("handraise config: key \"hand_ttl\": %w", err)
-			}
-		}
-		dec := json.NewDecoder(bytes.NewReader(t))
-		dec.DisallowUnknownFields()
-		if err := dec.Decode(&c); err != nil {
-			var te *json.UnmarshalTypeError
-			if errors.As(err, &te) {
-				return c, fmt.Errorf("handraise config: key %q: want %s, got %s", te.Field, te.Type, te.Value)
-			}
-			return c, fmt.Errorf("handraise config: %w", err)
-		}
+	if err := kit.DecodeConfig(raw, &c, "handraise config", "24h", "hand_ttl"); err != nil {
+		return c, err
 	}
 	if !c.HandTTL.Set {
 		c.HandTTL = Duration{D: DefaultHandTTL, Set: true}

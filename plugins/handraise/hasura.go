@@ -1,13 +1,12 @@
 package handraise
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
-	"net/http"
+
+	"github.com/clowdr/realtime/plugins/internal/kit"
 )
 
 // maxGraphQLResponse bounds a Hasura response body.
@@ -100,44 +99,6 @@ func (p *Plugin) addParticipant(ctx context.Context, eventID, userID string) (*E
 
 // graphql posts one request to graphql_url and decodes its data into out.
 func (p *Plugin) graphql(ctx context.Context, query string, vars map[string]any, out any) error {
-	body, err := json.Marshal(map[string]any{"query": query, "variables": vars})
-	if err != nil {
-		return fmt.Errorf("encode request: %w", err)
-	}
-	req, err := http.NewRequestWithContext(ctx, http.MethodPost, p.cfg.GraphQLURL, bytes.NewReader(body))
-	if err != nil {
-		return fmt.Errorf("build request: %w", err)
-	}
-	req.Header.Set("Content-Type", "application/json")
-	if p.cfg.AdminSecret != "" {
-		req.Header.Set("X-Hasura-Admin-Secret", p.cfg.AdminSecret)
-	}
-	resp, err := p.httpClient.Do(req)
-	if err != nil {
-		return fmt.Errorf("post to hasura: %w", err)
-	}
-	defer resp.Body.Close()
-	b, err := io.ReadAll(io.LimitReader(resp.Body, maxGraphQLResponse))
-	if err != nil {
-		return fmt.Errorf("read hasura answer: %w", err)
-	}
-	if resp.StatusCode/100 != 2 {
-		return fmt.Errorf("hasura answered %s", resp.Status)
-	}
-	var env struct {
-		Data   json.RawMessage `json:"data"`
-		Errors []struct {
-			Message string `json:"message"`
-		} `json:"errors"`
-	}
-	if err := json.Unmarshal(b, &env); err != nil {
-		return fmt.Errorf("decode hasura answer: %w", err)
-	}
-	if len(env.Errors) > 0 {
-		return fmt.Errorf("hasura: %s", env.Errors[0].Message)
-	}
-	if err := json.Unmarshal(env.Data, out); err != nil {
-		return fmt.Errorf("decode hasura data: %w", err)
-	}
-	return nil
+	h := kit.Hasura{Client: p.httpClient, URL: p.cfg.GraphQLURL, AdminSecret: p.cfg.AdminSecret, MaxResponse: maxGraphQLResponse}
+	return h.DoInto(ctx, query, vars, out)
 }

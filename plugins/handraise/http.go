@@ -3,38 +3,25 @@ package handraise
 import (
 	"bytes"
 	"context"
-	"crypto/sha256"
-	"crypto/subtle"
 	"encoding/json"
 	"errors"
 	"net/http"
 
+	"github.com/clowdr/realtime/plugins/internal/kit"
 	"github.com/clowdr/realtime/plugins/sdk"
 )
 
 func jsonResponse(status int, body string) sdk.HTTPResponse {
 	return sdk.HTTPResponse{
 		Status: status,
-		Header: http.Header{"Content-Type": {"application/json; charset=utf-8"}},
+		Header: kit.JSONHeader(),
 		Body:   []byte(body),
 	}
 }
 
 // checkSecret compares the x-hasura-event-secret header with event_secret in
-// constant time (hashes first, so the length does not leak either). An empty
-// event_secret refuses everything.
-func (p *Plugin) checkSecret(h http.Header) bool {
-	if p.cfg.EventSecret == "" {
-		return false
-	}
-	got := h.Values("X-Hasura-Event-Secret")
-	if len(got) != 1 {
-		return false
-	}
-	a := sha256.Sum256([]byte(got[0]))
-	b := sha256.Sum256([]byte(p.cfg.EventSecret))
-	return subtle.ConstantTimeCompare(a[:], b[:]) == 1
-}
+// constant time. An empty event_secret refuses everything.
+func (p *Plugin) checkSecret(h http.Header) bool { return kit.EventSecretOK(h, p.cfg.EventSecret) }
 
 // OnHTTP serves POST /event/ended, the Hasura action notifyEventEnded.
 func (p *Plugin) OnHTTP(ctx context.Context, r sdk.HTTPRequest) (sdk.HTTPResponse, error) {
@@ -86,7 +73,7 @@ func parseEventEnded(body []byte) (string, error) {
 	if err := json.Unmarshal(top["input"], &input); err != nil || !isObject(top["input"]) || input.EventID == nil {
 		return "", errors.New("input must be an object with a string eventId")
 	}
-	if !validUUID(*input.EventID) {
+	if !kit.ValidUUID(*input.EventID) {
 		return "", errors.New("input.eventId is not a UUID")
 	}
 	if sv, ok := top["session_variables"]; ok && !bytes.Equal(bytes.TrimSpace(sv), []byte("null")) {

@@ -8,10 +8,10 @@ import (
 	"fmt"
 	"log/slog"
 	"net/http"
-	"regexp"
 	"sync"
 	"time"
 
+	"github.com/clowdr/realtime/plugins/internal/kit"
 	"github.com/clowdr/realtime/plugins/sdk"
 )
 
@@ -207,7 +207,7 @@ func (p *Plugin) eventIDArg(e sdk.Event) (string, bool) {
 	case st == argNotString:
 		p.log.Warn("handraise: non-string eventId ignored", "event", e.Name, "socket", e.Socket.ID)
 		return "", false
-	case !validUUID(id):
+	case !kit.ValidUUID(id):
 		p.log.Warn("handraise: eventId is not a UUID; ignored", "event", e.Name, "socket", e.Socket.ID, "len", len(id))
 		return "", false
 	}
@@ -401,9 +401,3 @@ func argString(args []json.RawMessage, i int) (string, argState) {
 	}
 	return "", argNotString
 }
-
-// uuidRE is uuid@8's validate regex: versions 1-5 with an RFC variant, or the
-// nil UUID, case-insensitive.
-var uuidRE = regexp.MustCompile(`(?i)^(?:[0-9a-f]{8}-[0-9a-f]{4}-[1-5][0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}|00000000-0000-0000-0000-000000000000)$`)
-
-func validUUID(s string) bool { return uuidRE.MatchString(s) }

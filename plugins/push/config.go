@@ -1,12 +1,13 @@
 package push
 
 import (
-	"bytes"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"net/url"
 	"strings"
+
+	"github.com/clowdr/realtime/plugins/internal/kit"
 )
 
 // Config is the plugin's configuration (plugins.push.config, as JSON).
@@ -51,16 +52,8 @@ const (
 // parseConfig decodes, defaults and validates raw (nil or empty means "{}").
 func parseConfig(raw json.RawMessage) (Config, error) {
 	var c Config
-	if t := bytes.TrimSpace(raw); len(t) > 0 && !bytes.Equal(t, []byte("null")) {
-		dec := json.NewDecoder(bytes.NewReader(t))
-		dec.DisallowUnknownFields()
-		if err := dec.Decode(&c); err != nil {
-			var te *json.UnmarshalTypeError
-			if errors.As(err, &te) {
-				return c, fmt.Errorf("push config: key %q: want %s, got %s", te.Field, te.Type, te.Value)
-			}
-			return c, fmt.Errorf("push config: %w", err)
-		}
+	if err := kit.DecodeConfig(raw, &c, "push config", ""); err != nil {
+		return c, err
 	}
 	if (c.VAPIDPublicKey == "") != (c.VAPIDPrivateKey == "") {
 		return c, errors.New("push config: set both vapid_public_key and vapid_private_key, or neither")

@@ -2,8 +2,6 @@ package push
 
 import (
 	"context"
-	"crypto/sha256"
-	"crypto/subtle"
 	"encoding/json"
 	"fmt"
 	"log/slog"
@@ -11,6 +9,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/clowdr/realtime/plugins/internal/kit"
 	"github.com/clowdr/realtime/plugins/sdk"
 )
 
@@ -117,56 +116,36 @@ func (p *Plugin) Start(ctx context.Context, host sdk.Host, raw json.RawMessage) 
 	return nil
 }
 
-var (
-	htmlHeader = func() http.Header { return http.Header{"Content-Type": {"text/html; charset=utf-8"}} }
-	jsonHeader = func() http.Header { return http.Header{"Content-Type": {"application/json; charset=utf-8"}} }
-)
-
-func textResponse(status int, body string) sdk.HTTPResponse {
-	return sdk.HTTPResponse{Status: status, Header: htmlHeader(), Body: []byte(body)}
-}
-
-// checkSecret compares the x-hasura-event-secret header with the configured
-// secret in constant time (hashes first, so the length does not leak).
-func (p *Plugin) checkSecret(h http.Header) bool {
-	if p.cfg.EventSecret == "" {
-		return false
-	}
-	got := h.Values("X-Hasura-Event-Secret")
-	if len(got) != 1 {
-		return false
-	}
-	a := sha256.Sum256([]byte(got[0]))
-	b := sha256.Sum256([]byte(p.cfg.EventSecret))
-	return subtle.ConstantTimeCompare(a[:], b[:]) == 1
-}
+// checkSecret compares the x-hasura-event-secret header with event_secret in
+// constant time. An empty event_secret refuses everything.
+func (p *Plugin) checkSecret(h http.Header) bool { return kit.EventSecretOK(h, p.cfg.EventSecret) }
 
 // OnHTTP serves POST /vapid/publicKey and POST /pushNotificationSubscription/changed.
 func (p *Plugin) OnHTTP(ctx context.Context, r sdk.HTTPRequest) (sdk.HTTPResponse, error) {
 	if r.Path != RouteVAPIDPublicKey && r.Path != RouteSubscriptionChanged {
-		return textResponse(http.StatusNotFound, "Not found"), nil
+		return kit.TextResponse(http.StatusNotFound, "Not found"), nil
 	}
 	if !p.checkSecret(r.Header) {
 		p.log.Warn("push: request with a missing or wrong event secret", "path", r.Path, "remote", r.RemoteAddr)
-		return sdk.HTTPResponse{Status: http.StatusUnauthorized, Header: jsonHeader(), Body: []byte("{}")}, nil
+		return sdk.HTTPResponse{Status: http.StatusUnauthorized, Header: kit.JSONHeader(), Body: []byte("{}")}, nil
 	}
 	if r.Method != http.MethodPost {
-		return textResponse(http.StatusMethodNotAllowed, "Method not allowed"), nil
+		return kit.TextResponse(http.StatusMethodNotAllowed, "Method not allowed"), nil
 	}
 	if len(r.Body) > maxWebhookBody {
-		return textResponse(http.StatusRequestEntityTooLarge, "Payload too large"), nil
+		return kit.TextResponse(http.StatusRequestEntityTooLarge, "Payload too large"), nil
 	}
 	if r.Path == RouteVAPIDPublicKey {
 		k, err := p.keys(ctx)
 		if err != nil {
 			p.log.Error("push: VAPID keys", "err", err)
-			return textResponse(http.StatusInternalServerError, "Failed to get VAPID public key"), nil
+			return kit.TextResponse(http.StatusInternalServerError, "Failed to get VAPID public key"), nil
 		}
 		body, err := json.Marshal(map[string]string{"key": k.Public})
 		if err != nil {
-			return textResponse(http.StatusInternalServerError, "Failed to get VAPID public key"), nil
+			return kit.TextResponse(http.StatusInternalServerError, "Failed to get VAPID public key"), nil
 		}
-		return sdk.HTTPResponse{Status: http.StatusOK, Header: jsonHeader(), Body: body}, nil
+		return sdk.HTTPResponse{Status: http.StatusOK, Header: kit.JSONHeader(), Body: body}, nil
 	}
 	return p.subscriptionChanged(ctx, r.Body), nil
 }

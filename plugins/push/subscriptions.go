@@ -12,6 +12,7 @@ import (
 
 	webpush "github.com/SherClockHolmes/webpush-go"
 
+	"github.com/clowdr/realtime/plugins/internal/kit"
 	"github.com/clowdr/realtime/plugins/sdk"
 )
 
@@ -109,13 +110,13 @@ func (p *Plugin) subscriptionChanged(ctx context.Context, body []byte) sdk.HTTPR
 	err := p.applySubscriptionEvent(ctx, body)
 	if errors.Is(err, errInvalid) {
 		p.log.Warn("push: unexpected subscription payload", "err", err)
-		return textResponse(http.StatusInternalServerError, "Unexpected payload")
+		return kit.TextResponse(http.StatusInternalServerError, "Unexpected payload")
 	}
 	if err != nil {
 		p.log.Error("push: subscription change failed", "err", err)
-		return textResponse(http.StatusInternalServerError, "Internal error")
+		return kit.TextResponse(http.StatusInternalServerError, "Internal error")
 	}
-	return textResponse(http.StatusOK, "OK")
+	return kit.TextResponse(http.StatusOK, "OK")
 }
 
 func (p *Plugin) applySubscriptionEvent(ctx context.Context, body []byte) error {
