@@ -12,28 +12,23 @@ import (
 	"bufio"
 	"bytes"
 	"context"
-	"crypto/rand"
-	"crypto/rsa"
 	"encoding/base64"
-	"encoding/hex"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"io"
-	"math/big"
 	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strconv"
 	"strings"
-	"sync"
 	"sync/atomic"
 	"syscall"
 	"testing"
 	"time"
 
 	"github.com/clowdr/realtime/internal/testenv"
+	"github.com/clowdr/realtime/internal/testserver"
 )
 
 const (
@@ -56,10 +51,9 @@ var (
 	binary    string // the built realtime binary
 	// nodeErr says why node tests cannot run ("" = they can).
 	nodeErr string
-	// testJWK is the RSA key every server started with TEST_JWKS trusts; its
-	// JSON (with private parts) goes to the node tests as TEST_JWKS_PRIVATE.
-	testJWK     *rsa.PrivateKey
-	testJWKKid  string
+	// testJWKJSON is the JWK (with private parts) of the RSA key every server
+	// started with TEST_JWKS trusts; it goes to the node tests as
+	// TEST_JWKS_PRIVATE.
 	testJWKJSON string
 )
 
@@ -69,7 +63,7 @@ func TestMain(m *testing.M) {
 
 func mainWithSetup(m *testing.M) int {
 	var err error
-	if repoRoot, err = findRepoRoot(); err != nil {
+	if repoRoot, err = testserver.FindRepoRoot(); err != nil {
 		fmt.Fprintf(os.Stderr, "e2e: %v\n", err)
 		return 1
 	}
@@ -81,52 +75,16 @@ func mainWithSetup(m *testing.M) int {
 	}
 	defer os.RemoveAll(tmp)
 	binary = filepath.Join(tmp, "realtime")
-	if err := buildBinary(binary); err != nil {
+	if err := testserver.BuildBinary(repoRoot, binary, raceEnabled); err != nil {
 		fmt.Fprintf(os.Stderr, "e2e: %v\n", err)
 		return 1
 	}
-	if testJWK, testJWKKid, testJWKJSON, err = newTestJWK(); err != nil {
+	if testJWKJSON, err = newTestJWK(); err != nil {
 		fmt.Fprintf(os.Stderr, "e2e: %v\n", err)
 		return 1
 	}
 	nodeErr = setupNode()
 	return m.Run()
-}
-
-// findRepoRoot returns the directory of the module's go.mod.
-func findRepoRoot() (string, error) {
-	out, err := exec.Command("go", "env", "GOMOD").Output()
-	if err == nil {
-		if gomod := strings.TrimSpace(string(out)); gomod != "" && gomod != os.DevNull {
-			return filepath.Dir(gomod), nil
-		}
-	}
-	// Fall back to the layout: this package lives in <root>/e2e.
-	abs, aerr := filepath.Abs("..")
-	if aerr != nil {
-		return "", fmt.Errorf("find repo root: %w", errors.Join(err, aerr))
-	}
-	if _, serr := os.Stat(filepath.Join(abs, "go.mod")); serr != nil {
-		return "", fmt.Errorf("find repo root: no go.mod via `go env GOMOD` (%v) or at %s: %w", err, abs, serr)
-	}
-	return abs, nil
-}
-
-// buildBinary builds ./cmd/realtime, with -race when this test binary has it.
-func buildBinary(out string) error {
-	args := []string{"build"}
-	if raceEnabled {
-		args = append(args, "-race")
-	}
-	args = append(args, "-o", out, "./cmd/realtime")
-	cmd := exec.Command("go", args...)
-	cmd.Dir = repoRoot
-	var buf bytes.Buffer
-	cmd.Stdout, cmd.Stderr = &buf, &buf
-	if err := cmd.Run(); err != nil {
-		return fmt.Errorf("go %s: %w\n%s", strings.Join(args, " "), err, buf.String())
-	}
-	return nil
 }
 
 // setupNode checks for node and npm and installs e2e/client's dependencies
@@ -161,30 +119,14 @@ func requireNode(t *testing.T) {
 	}
 }
 
-// newTestJWK generates the TEST_JWKS key with a random kid.
-func newTestJWK() (*rsa.PrivateKey, string, string, error) {
-	key, err := rsa.GenerateKey(rand.Reader, 2048)
+// newTestJWK generates the TEST_JWKS key with a random kid and returns its
+// JWK with private parts.
+func newTestJWK() (string, error) {
+	key, kid, err := testserver.NewKey("e2e")
 	if err != nil {
-		return nil, "", "", fmt.Errorf("generate test key: %w", err)
+		return "", fmt.Errorf("test key: %w", err)
 	}
-	var b [8]byte
-	if _, err := rand.Read(b[:]); err != nil {
-		return nil, "", "", fmt.Errorf("generate kid: %w", err)
-	}
-	kid := "e2e-" + hex.EncodeToString(b[:])
-	enc := func(i *big.Int) string { return base64.RawURLEncoding.EncodeToString(i.Bytes()) }
-	key.Precompute()
-	jwk := map[string]string{
-		"kty": "RSA", "kid": kid, "alg": "RS256", "use": "sig",
-		"n": enc(key.N), "e": enc(big.NewInt(int64(key.E))),
-		"d": enc(key.D), "p": enc(key.Primes[0]), "q": enc(key.Primes[1]),
-		"dp": enc(key.Precomputed.Dp), "dq": enc(key.Precomputed.Dq), "qi": enc(key.Precomputed.Qinv),
-	}
-	js, err := json.Marshal(jwk)
-	if err != nil {
-		return nil, "", "", fmt.Errorf("encode test key: %w", err)
-	}
-	return key, kid, string(js), nil
+	return testserver.PrivateJWKJSON(kid, key)
 }
 
 // pluginArgs are the plugin switches every test server starts with: the
@@ -197,61 +139,10 @@ func pluginArgs() []string {
 	}
 }
 
-// serviceEnv are the environment variables of the service (original names,
-// original-service.md §11) that must not leak from the developer's shell
-// into test servers; every RT_* variable is dropped too.
-var serviceEnv = map[string]bool{
-	"PORT": true, "REDIS_URL": true, "REDIS_KEY": true, "AUTH0_API_DOMAIN": true, "CORS_ORIGIN": true,
-	"EVENT_SECRET": true, "SECRET_FOR_SUMMARY": true, "SECRET_FOR_FLUSHING": true, "GRAPHQL_API_DOMAIN": true,
-	"HASURA_ADMIN_SECRET": true, "GRAPHQL_API_SECURE_PROTOCOLS": true, "HOST_PUBLIC_URL": true, "TEST_MODE": true,
-	"TEST_JWKS": true, "MAX_REDIS_CONNECTIONS": true, "MIN_REDIS_CONNECTIONS": true, "CLOUDAMQP_URL": true,
-	"RABBITMQ_USERNAME": true, "RABBITMQ_PASSWORD": true, "DYNO": true,
-	// read by the node tests
-	"SERVER_URL": true, "TEST_JWKS_PRIVATE": true, "TOKEN": true, "SERVER_PID": true,
-}
-
-// cleanEnv returns os.Environ() without service variables, plus extra.
+// cleanEnv returns the environment for child processes
+// (testserver.CleanEnv) without the variables the node tests read, plus extra.
 func cleanEnv(extra map[string]string) []string {
-	var env []string
-	for _, kv := range os.Environ() {
-		k, _, _ := strings.Cut(kv, "=")
-		if serviceEnv[k] || strings.HasPrefix(k, "RT_") {
-			continue
-		}
-		env = append(env, kv)
-	}
-	for k, v := range extra {
-		env = append(env, k+"="+v)
-	}
-	return env
-}
-
-// tailBuffer keeps the last max bytes written to it; safe for concurrent use.
-type tailBuffer struct {
-	mu      sync.Mutex
-	buf     []byte
-	max     int
-	dropped int
-}
-
-func (b *tailBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	b.buf = append(b.buf, p...)
-	if over := len(b.buf) - b.max; over > 0 {
-		b.dropped += over
-		b.buf = append(b.buf[:0], b.buf[over:]...)
-	}
-	return len(p), nil
-}
-
-func (b *tailBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	if b.dropped > 0 {
-		return fmt.Sprintf("[%d earlier bytes dropped]\n%s", b.dropped, b.buf)
-	}
-	return string(b.buf)
+	return testserver.CleanEnv(extra, "SERVER_URL", "TEST_JWKS_PRIVATE", "TOKEN", "SERVER_PID")
 }
 
 // server is one running realtime process.
@@ -259,7 +150,7 @@ type server struct {
 	URL  string
 	Port int
 	cmd  *exec.Cmd
-	log  *tailBuffer
+	log  *testserver.TailBuffer
 	done chan struct{} // closed when the process has exited
 	err  error         // cmd.Wait's result, valid after done
 	// killExpected is set by a test that SIGKILLs the server on purpose:
@@ -268,24 +159,10 @@ type server struct {
 }
 
 // exited reports whether the process has exited.
-func (s *server) exited() bool {
-	select {
-	case <-s.done:
-		return true
-	default:
-		return false
-	}
-}
+func (s *server) exited() bool { return testserver.Closed(s.done) }
 
 // waitExit waits up to d for the process to exit.
-func (s *server) waitExit(d time.Duration) bool {
-	select {
-	case <-s.done:
-		return true
-	case <-time.After(d):
-		return false
-	}
-}
+func (s *server) waitExit(d time.Duration) bool { return testserver.WaitClosed(s.done, d) }
 
 // exitCode is the exit status (-1 when killed by a signal); valid after done.
 func (s *server) exitCode() int {
@@ -326,14 +203,14 @@ func launch(t *testing.T, o serverOpts) *server {
 	s := &server{
 		URL:  fmt.Sprintf("http://127.0.0.1:%d", port),
 		Port: port,
-		log:  &tailBuffer{max: logTail},
+		log:  testserver.NewTailBuffer(logTail),
 		done: make(chan struct{}),
 	}
 	s.cmd = exec.Command(binary, args...)
 	s.cmd.Dir = t.TempDir() // no stray config.yaml, dev key files land here
 	s.cmd.Env = cleanEnv(env)
 	s.cmd.Stdout, s.cmd.Stderr = s.log, s.log
-	setProcessGroup(s.cmd)
+	testserver.SetProcessGroup(s.cmd)
 	if err := s.cmd.Start(); err != nil {
 		t.Fatalf("start %s: %v", binary, err)
 	}
@@ -343,29 +220,13 @@ func launch(t *testing.T, o serverOpts) *server {
 	}()
 	t.Cleanup(func() { s.stop(t) })
 
-	client := &http.Client{Timeout: 2 * time.Second}
-	deadline := time.Now().Add(readyWithin)
-	var last string
-	for {
-		if s.exited() {
-			t.Fatalf("server exited before it was ready (%v); args %q\n%s", s.err, args, s.log)
-		}
-		resp, err := client.Get(s.URL + "/readyz")
-		if err == nil {
-			body, _ := io.ReadAll(io.LimitReader(resp.Body, 64<<10))
-			resp.Body.Close()
-			if resp.StatusCode == http.StatusOK {
-				return s
-			}
-			last = fmt.Sprintf("%d %s", resp.StatusCode, body)
-		} else {
-			last = err.Error()
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("server not ready within %v (last /readyz: %s); args %q\n%s", readyWithin, last, args, s.log)
-		}
-		time.Sleep(100 * time.Millisecond)
+	switch state, last := testserver.PollReady(s.URL+"/readyz", readyWithin, 2*time.Second, s.exited); state {
+	case testserver.Exited:
+		t.Fatalf("server exited before it was ready (%v); args %q\n%s", s.err, args, s.log)
+	case testserver.NotReady:
+		t.Fatalf("server not ready within %v (last /readyz: %s); args %q\n%s", readyWithin, last, args, s.log)
 	}
+	return s
 }
 
 // stop ends the server: SIGTERM, then SIGKILL after termGrace. It fails the
@@ -377,19 +238,19 @@ func (s *server) stop(t *testing.T) {
 		_ = s.cmd.Process.Signal(syscall.SIGTERM)
 		if !s.waitExit(termGrace) {
 			t.Errorf("server did not exit within %v of SIGTERM; killing it", termGrace)
-			killProcessGroup(s.cmd)
+			testserver.KillProcessGroup(s.cmd)
 			if !s.waitExit(5 * time.Second) {
 				t.Errorf("server did not exit after SIGKILL")
 			}
 		}
 	}
 	if s.exited() {
-		if code := s.exitCode(); code != 0 && !(s.killExpected.Load() && killedBySIGKILL(s.cmd)) {
+		if code := s.exitCode(); code != 0 && !(s.killExpected.Load() && testserver.KilledBySIGKILL(s.cmd)) {
 			t.Errorf("server exited with %v, want status 0", s.err)
 		}
-		if leftovers := waitProcessGroupGone(s.cmd, 5*time.Second); leftovers {
+		if leftovers := testserver.WaitProcessGroupGone(s.cmd, 5*time.Second); leftovers {
 			t.Errorf("processes of the server's group (plugins?) still ran after it exited; killed them")
-			killProcessGroup(s.cmd)
+			testserver.KillProcessGroup(s.cmd)
 		}
 	}
 	if t.Failed() {

@@ -4,6 +4,8 @@ import (
 	"strconv"
 	"testing"
 	"time"
+
+	"github.com/clowdr/realtime/internal/testserver"
 )
 
 // Short presence timings for the tests that wait for expiry or refresh; the
@@ -19,11 +21,7 @@ const (
 
 // shortPresenceArgs sets the short presence timings.
 func shortPresenceArgs() []string {
-	return []string{
-		"--set", "plugins.presence.config.window=" + presenceWindow.String(),
-		"--set", "plugins.presence.config.refresh_interval=" + presenceRefresh.String(),
-		"--set", "plugins.presence.config.sweep_interval=" + presenceSweep.String(),
-	}
+	return testserver.PresenceArgs(presenceWindow, presenceRefresh, presenceSweep)
 }
 
 func TestPresence(t *testing.T) {
@@ -56,12 +54,12 @@ func TestPresenceTwoInstances(t *testing.T) {
 	if !b.waitExit(5 * time.Second) {
 		t.Fatalf("instance B still runs after the node test SIGKILLed it")
 	}
-	if !killedBySIGKILL(b.cmd) {
+	if !testserver.KilledBySIGKILL(b.cmd) {
 		t.Fatalf("instance B exited with %v, want killed by SIGKILL", b.err)
 	}
 	// Its plugin processes must notice that their host is gone and exit on
 	// their own (stop checks the process group). Give them their poll period.
-	if leftovers := waitProcessGroupGone(b.cmd, 5*time.Second); leftovers {
+	if leftovers := testserver.WaitProcessGroupGone(b.cmd, 5*time.Second); leftovers {
 		t.Errorf("plugin processes of the SIGKILLed instance still run 5s later")
 	}
 }

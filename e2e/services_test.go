@@ -13,7 +13,6 @@ import (
 	"net/http/httptest"
 	"net/url"
 	"os/exec"
-	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -22,6 +21,7 @@ import (
 	"github.com/redis/go-redis/v9"
 
 	"github.com/clowdr/realtime/internal/testenv"
+	"github.com/clowdr/realtime/internal/testserver"
 )
 
 // noConferencePrefix is what the browser client hashes in front of a path
@@ -50,56 +50,23 @@ func randHex(t *testing.T, n int) string {
 	return hex.EncodeToString(b)
 }
 
-// startRedis runs a private redis-server (no persistence) on a free port for
-// the test and returns its URL and a client for the test's own checks.
+// startRedis runs a private redis-server (testserver.StartRedis) for the
+// test and returns its URL and a client for the test's own checks.
 func startRedis(t *testing.T) (string, *redis.Client) {
 	t.Helper()
-	bin := testenv.RedisServerBinary(t)
-	port := testenv.FreePort(t)
-	cmd := exec.Command(bin, "--port", strconv.Itoa(port), "--bind", "127.0.0.1",
-		"--save", "", "--appendonly", "no", "--protected-mode", "no")
-	cmd.Dir = t.TempDir()
-	log := &tailBuffer{max: 64 << 10}
-	cmd.Stdout, cmd.Stderr = log, log
-	setProcessGroup(cmd)
-	if err := cmd.Start(); err != nil {
-		t.Fatalf("start redis-server: %v", err)
-	}
-	done := make(chan struct{})
-	go func() { _ = cmd.Wait(); close(done) }()
-	t.Cleanup(func() {
-		killProcessGroup(cmd)
-		select {
-		case <-done:
-		case <-time.After(5 * time.Second):
-			t.Errorf("redis-server did not exit after SIGKILL")
-		}
-	})
-	u := fmt.Sprintf("redis://127.0.0.1:%d/0", port)
+	u := testserver.StartRedis(t).URL()
 	opts, err := redis.ParseURL(u)
 	if err != nil {
 		t.Fatalf("parse %s: %v", u, err)
 	}
 	rdb := redis.NewClient(opts)
 	t.Cleanup(func() { _ = rdb.Close() })
-	deadline := time.Now().Add(10 * time.Second)
-	for {
-		ctx, cancel := context.WithTimeout(context.Background(), time.Second)
-		err := rdb.Ping(ctx).Err()
-		cancel()
-		if err == nil {
-			return u, rdb
-		}
-		select {
-		case <-done:
-			t.Fatalf("redis-server exited: %s", log)
-		default:
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("redis-server on port %d not answering: %v\n%s", port, err, log)
-		}
-		time.Sleep(50 * time.Millisecond)
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if err := rdb.Ping(ctx).Err(); err != nil {
+		t.Fatalf("redis-server at %s not answering: %v", u, err)
 	}
+	return u, rdb
 }
 
 // rabbitVhost creates a fresh RabbitMQ vhost on the machine's broker (guest
@@ -149,7 +116,7 @@ type holder struct {
 	cmd   *exec.Cmd
 	stdin io.WriteCloser
 	lines chan string
-	log   *tailBuffer
+	log   *testserver.TailBuffer
 	done  chan struct{}
 }
 
@@ -169,7 +136,7 @@ func startHolder(t *testing.T, baseURL string, clients []holdSpec) *holder {
 	if err != nil {
 		t.Fatalf("hold spec: %v", err)
 	}
-	h := &holder{lines: make(chan string, 64), log: &tailBuffer{max: 64 << 10}, done: make(chan struct{})}
+	h := &holder{lines: make(chan string, 64), log: testserver.NewTailBuffer(64 << 10), done: make(chan struct{})}
 	h.cmd = exec.Command("node", "hold.mjs")
 	h.cmd.Dir = clientDir
 	h.cmd.Env = cleanEnv(map[string]string{"SERVER_URL": baseURL, "TEST_JWKS_PRIVATE": testJWKJSON, "HOLD_SPEC": string(spec)})

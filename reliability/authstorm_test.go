@@ -16,12 +16,13 @@ import (
 	"golang.org/x/time/rate"
 
 	"github.com/clowdr/realtime/internal/sioclient"
+	"github.com/clowdr/realtime/internal/testserver"
 )
 
 // badTokens returns n tokens of each kind the storm sends: garbage, a bad
 // signature under the real kid, an unknown kid, and an expired token.
 func badTokens(t *testing.T, good *rsa.PrivateKey, kid string, n int) []string {
-	other, _, err := newKey("other")
+	other, _, err := testserver.NewKey("other")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -62,13 +63,13 @@ func TestAuthStorm(t *testing.T) {
 		goodEvery  = 100 * time.Millisecond
 		maxFetches = 3 // the prefetch, one refetch for unknown kids per 30s, one retry
 	)
-	key, kid, err := newKey("auth")
+	key, kid, err := testserver.NewKey("auth")
 	if err != nil {
 		t.Fatal(err)
 	}
 	var fetches atomic.Int64
 	var jwksDown atomic.Bool
-	set := jwksJSON(map[string]*rsa.PrivateKey{kid: key})
+	set := testserver.JWKSJSON(map[string]*rsa.PrivateKey{kid: key})
 	jwks := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		fetches.Add(1)
 		if jwksDown.Load() {

@@ -1,19 +1,12 @@
 package reliability
 
 import (
-	"bufio"
-	"bytes"
 	"context"
-	"crypto/rand"
 	"crypto/rsa"
-	"encoding/base64"
-	"encoding/hex"
 	"encoding/json"
-	"errors"
 	"flag"
 	"fmt"
 	"io"
-	"math/big"
 	"net/http"
 	"os"
 	"os/exec"
@@ -29,6 +22,7 @@ import (
 
 	"github.com/clowdr/realtime/internal/sioclient"
 	"github.com/clowdr/realtime/internal/testenv"
+	"github.com/clowdr/realtime/internal/testserver"
 )
 
 const (
@@ -58,15 +52,15 @@ func TestMain(m *testing.M) {
 func mainWithSetup(m *testing.M) int {
 	flag.Parse()
 	var err error
-	if repoRoot, err = findRepoRoot(); err != nil {
+	if repoRoot, err = testserver.FindRepoRoot(); err != nil {
 		fmt.Fprintf(os.Stderr, "reliability: %v\n", err)
 		return 1
 	}
-	if testKey, testKeyKid, err = newKey("rel"); err != nil {
+	if testKey, testKeyKid, err = testserver.NewKey("rel"); err != nil {
 		fmt.Fprintf(os.Stderr, "reliability: %v\n", err)
 		return 1
 	}
-	testJWKS = jwksJSON(map[string]*rsa.PrivateKey{testKeyKid: testKey})
+	testJWKS = testserver.JWKSJSON(map[string]*rsa.PrivateKey{testKeyKid: testKey})
 	if fuzzing() {
 		// `go test -fuzz` runs the fuzz targets (and, in its workers, only
 		// them): they need no server binary.
@@ -79,7 +73,7 @@ func mainWithSetup(m *testing.M) int {
 	}
 	defer os.RemoveAll(tmp)
 	serverBinary = filepath.Join(tmp, "realtime")
-	if err := buildBinary(serverBinary); err != nil {
+	if err := testserver.BuildBinary(repoRoot, serverBinary, raceEnabled); err != nil {
 		fmt.Fprintf(os.Stderr, "reliability: %v\n", err)
 		return 1
 	}
@@ -101,73 +95,6 @@ func fuzzing() bool {
 		}
 	}
 	return false
-}
-
-// findRepoRoot returns the directory of the module's go.mod.
-func findRepoRoot() (string, error) {
-	out, err := exec.Command("go", "env", "GOMOD").Output()
-	if err == nil {
-		if gomod := strings.TrimSpace(string(out)); gomod != "" && gomod != os.DevNull {
-			return filepath.Dir(gomod), nil
-		}
-	}
-	abs, aerr := filepath.Abs("..")
-	if aerr != nil {
-		return "", fmt.Errorf("find repo root: %w", errors.Join(err, aerr))
-	}
-	if _, serr := os.Stat(filepath.Join(abs, "go.mod")); serr != nil {
-		return "", fmt.Errorf("find repo root: no go.mod at %s: %w", abs, serr)
-	}
-	return abs, nil
-}
-
-// buildBinary builds ./cmd/realtime, with -race when this test serverBinary has it.
-func buildBinary(out string) error {
-	args := []string{"build"}
-	if raceEnabled {
-		args = append(args, "-race")
-	}
-	args = append(args, "-o", out, "./cmd/realtime")
-	cmd := exec.Command("go", args...)
-	cmd.Dir = repoRoot
-	var buf bytes.Buffer
-	cmd.Stdout, cmd.Stderr = &buf, &buf
-	if err := cmd.Run(); err != nil {
-		return fmt.Errorf("go %s: %w\n%s", strings.Join(args, " "), err, buf.String())
-	}
-	return nil
-}
-
-// newKey generates an RSA signing key with a random kid.
-func newKey(prefix string) (*rsa.PrivateKey, string, error) {
-	key, err := rsa.GenerateKey(rand.Reader, 2048)
-	if err != nil {
-		return nil, "", fmt.Errorf("generate key: %w", err)
-	}
-	var b [8]byte
-	if _, err := rand.Read(b[:]); err != nil {
-		return nil, "", fmt.Errorf("generate kid: %w", err)
-	}
-	return key, prefix + "-" + hex.EncodeToString(b[:]), nil
-}
-
-// jwksJSON returns the public key set of keys (kid -> key).
-func jwksJSON(keys map[string]*rsa.PrivateKey) string {
-	enc := func(i *big.Int) string { return base64.RawURLEncoding.EncodeToString(i.Bytes()) }
-	var set struct {
-		Keys []map[string]string `json:"keys"`
-	}
-	for kid, k := range keys {
-		set.Keys = append(set.Keys, map[string]string{
-			"kty": "RSA", "kid": kid, "alg": "RS256", "use": "sig",
-			"n": enc(k.N), "e": enc(big.NewInt(int64(k.E))),
-		})
-	}
-	b, err := json.Marshal(set)
-	if err != nil {
-		panic(err) // maps of strings always encode
-	}
-	return string(b)
 }
 
 // signToken returns an RS256 token for userID signed by key with kid,
@@ -201,77 +128,10 @@ func token(t testing.TB, userID string) string {
 	return signToken(t, testKey, testKeyKid, userID)
 }
 
-// serviceEnv are the service's variables that must not leak from the
-// developer's shell into test servers; every RT_* variable is dropped too.
-var serviceEnv = map[string]bool{
-	"PORT": true, "REDIS_URL": true, "REDIS_KEY": true, "AUTH0_API_DOMAIN": true, "CORS_ORIGIN": true,
-	"EVENT_SECRET": true, "SECRET_FOR_SUMMARY": true, "SECRET_FOR_FLUSHING": true, "GRAPHQL_API_DOMAIN": true,
-	"HASURA_ADMIN_SECRET": true, "GRAPHQL_API_SECURE_PROTOCOLS": true, "HOST_PUBLIC_URL": true, "TEST_MODE": true,
-	"TEST_JWKS": true, "MAX_REDIS_CONNECTIONS": true, "MIN_REDIS_CONNECTIONS": true, "CLOUDAMQP_URL": true,
-	"RABBITMQ_USERNAME": true, "RABBITMQ_PASSWORD": true, "DYNO": true,
-}
-
-// cleanEnv returns os.Environ() without service variables, plus extra.
+// cleanEnv returns the environment for child processes
+// (testserver.CleanEnv), plus extra.
 func cleanEnv(extra map[string]string) []string {
-	var env []string
-	for _, kv := range os.Environ() {
-		k, _, _ := strings.Cut(kv, "=")
-		if serviceEnv[k] || strings.HasPrefix(k, "RT_") {
-			continue
-		}
-		env = append(env, kv)
-	}
-	for k, v := range extra {
-		env = append(env, k+"="+v)
-	}
-	return env
-}
-
-// tailBuffer keeps the last max bytes written to it; safe for concurrent use.
-type tailBuffer struct {
-	mu      sync.Mutex
-	buf     []byte
-	max     int
-	dropped int
-}
-
-func (b *tailBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	b.buf = append(b.buf, p...)
-	if over := len(b.buf) - b.max; over > 0 {
-		b.dropped += over
-		b.buf = append(b.buf[:0], b.buf[over:]...)
-	}
-	return len(p), nil
-}
-
-func (b *tailBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	if b.dropped > 0 {
-		return fmt.Sprintf("[%d earlier bytes dropped]\n%s", b.dropped, b.buf)
-	}
-	return string(b.buf)
-}
-
-// countLines counts the log lines that contain every one of subs.
-func (b *tailBuffer) countLines(subs ...string) int {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	n := 0
-	sc := bufio.NewScanner(bytes.NewReader(b.buf))
-	sc.Buffer(make([]byte, 64<<10), 4<<20)
-next:
-	for sc.Scan() {
-		for _, s := range subs {
-			if !bytes.Contains(sc.Bytes(), []byte(s)) {
-				continue next
-			}
-		}
-		n++
-	}
-	return n
+	return testserver.CleanEnv(extra)
 }
 
 // server is one running realtime process.
@@ -280,30 +140,16 @@ type server struct {
 	URL  string
 	Port int
 	cmd  *exec.Cmd
-	log  *tailBuffer
+	log  *testserver.TailBuffer
 	done chan struct{} // closed when the process has exited
 	err  error         // cmd.Wait's result, valid after done
 	// killed: the test killed it on purpose (no exit status checks).
 	killed bool
 }
 
-func (s *server) exited() bool {
-	select {
-	case <-s.done:
-		return true
-	default:
-		return false
-	}
-}
+func (s *server) exited() bool { return testserver.Closed(s.done) }
 
-func (s *server) waitExit(d time.Duration) bool {
-	select {
-	case <-s.done:
-		return true
-	case <-time.After(d):
-		return false
-	}
-}
+func (s *server) waitExit(d time.Duration) bool { return testserver.WaitClosed(s.done, d) }
 
 // PID returns the server's process id.
 func (s *server) PID() int { return s.cmd.Process.Pid }
@@ -394,14 +240,14 @@ func start(t *testing.T, o serverOpts) *server {
 		Name: name,
 		URL:  fmt.Sprintf("http://127.0.0.1:%d", port),
 		Port: port,
-		log:  &tailBuffer{max: logTail},
+		log:  testserver.NewTailBuffer(logTail),
 		done: make(chan struct{}),
 	}
 	s.cmd = exec.Command(serverBinary, args...)
 	s.cmd.Dir = t.TempDir()
 	s.cmd.Env = cleanEnv(env)
 	s.cmd.Stdout, s.cmd.Stderr = s.log, s.log
-	setProcessGroup(s.cmd)
+	testserver.SetProcessGroup(s.cmd)
 	if err := s.cmd.Start(); err != nil {
 		t.Fatalf("start %s: %v", serverBinary, err)
 	}
@@ -416,21 +262,11 @@ func start(t *testing.T, o serverOpts) *server {
 // waitReady waits until /readyz answers 200, failing the test after d.
 func (s *server) waitReady(t *testing.T, d time.Duration) {
 	t.Helper()
-	deadline := time.Now().Add(d)
-	var last string
-	for {
-		if s.exited() {
-			t.Fatalf("%s exited before it was ready (%v)\n%s", s.Name, s.err, s.log)
-		}
-		code, body := s.readyz()
-		if code == http.StatusOK {
-			return
-		}
-		last = fmt.Sprintf("%d %s", code, body)
-		if time.Now().After(deadline) {
-			t.Fatalf("%s not ready within %v (last /readyz: %s)\n%s", s.Name, d, last, s.log)
-		}
-		time.Sleep(100 * time.Millisecond)
+	switch state, last := testserver.PollReady(s.URL+"/readyz", d, 3*time.Second, s.exited); state {
+	case testserver.Exited:
+		t.Fatalf("%s exited before it was ready (%v)\n%s", s.Name, s.err, s.log)
+	case testserver.NotReady:
+		t.Fatalf("%s not ready within %v (last /readyz: %s)\n%s", s.Name, d, last, s.log)
 	}
 }
 
@@ -471,7 +307,7 @@ func (s *server) stop(t *testing.T) {
 		s.term()
 		if !s.waitExit(termGrace) {
 			t.Errorf("%s did not exit within %v of SIGTERM; killing it", s.Name, termGrace)
-			killProcessGroup(s.cmd)
+			testserver.KillProcessGroup(s.cmd)
 			if !s.waitExit(5 * time.Second) {
 				t.Errorf("%s did not exit after SIGKILL", s.Name)
 			}
@@ -483,9 +319,9 @@ func (s *server) stop(t *testing.T) {
 		}
 	}
 	if s.exited() {
-		if leftovers := waitProcessGroupGone(s.cmd, 5*time.Second); leftovers {
+		if leftovers := testserver.WaitProcessGroupGone(s.cmd, 5*time.Second); leftovers {
 			t.Errorf("processes of %s's group (plugins?) still ran 5s after it exited; killed them", s.Name)
-			killProcessGroup(s.cmd)
+			testserver.KillProcessGroup(s.cmd)
 		}
 	}
 	if t.Failed() {

@@ -5,6 +5,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/clowdr/realtime/internal/testserver"
 )
 
 // Shortened presence timing for the multi-instance tests
@@ -20,11 +22,7 @@ const (
 
 // presenceArgs are the --set flags of that timing.
 func presenceArgs() []string {
-	return []string{
-		"--set", "plugins.presence.config.window=" + presenceWindow.String(),
-		"--set", "plugins.presence.config.refresh_interval=" + presenceRefresh.String(),
-		"--set", "plugins.presence.config.sweep_interval=" + presenceSweep.String(),
-	}
+	return testserver.PresenceArgs(presenceWindow, presenceRefresh, presenceSweep)
 }
 
 // TestInstanceKill SIGKILLs one of two instances sharing a Redis and checks
@@ -35,7 +33,7 @@ func presenceArgs() []string {
 // themselves.
 func TestInstanceKill(t *testing.T) {
 	t.Parallel()
-	redis := startRedis(t)
+	redis := testserver.StartRedis(t)
 	opts := func(name string) serverOpts {
 		return serverOpts{name: name, plugins: []string{"presence"}, env: map[string]string{"REDIS_URL": redis.URL()}, args: presenceArgs()}
 	}
@@ -144,7 +142,7 @@ func TestInstanceKill(t *testing.T) {
 		t.Errorf("after the kill: %s", diff)
 	}
 	// A's plugin processes exit by themselves (checked again by stop).
-	if leftovers := waitProcessGroupGone(a.cmd, 5*time.Second); leftovers {
+	if leftovers := testserver.WaitProcessGroupGone(a.cmd, 5*time.Second); leftovers {
 		t.Errorf("plugin processes of the killed instance still run 5s after it died")
 	}
 }

@@ -265,7 +265,7 @@ func TestBadInput(t *testing.T) {
 	if code, body := httpGet(s.URL + "/healthz"); code != http.StatusOK {
 		t.Fatalf("/healthz after the bad-input table: %d %s", code, body)
 	}
-	if n := s.log.countLines("panic"); n > 0 {
+	if n := s.log.CountLines("panic"); n > 0 {
 		t.Errorf("%d log lines mention a panic", n)
 	}
 }

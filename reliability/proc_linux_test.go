@@ -4,46 +4,11 @@ package reliability
 
 import (
 	"bytes"
-	"errors"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strconv"
 	"strings"
-	"syscall"
-	"time"
 )
-
-// setProcessGroup puts the server (and the plugin processes it starts) in a
-// process group of its own, so that leftovers can be found and killed.
-func setProcessGroup(cmd *exec.Cmd) {
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
-}
-
-// killProcessGroup sends SIGKILL to the whole group of cmd.
-func killProcessGroup(cmd *exec.Cmd) {
-	if cmd.Process != nil {
-		_ = syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL)
-	}
-}
-
-// waitProcessGroupGone waits up to d for every process of cmd's group to be
-// gone, and reports whether some are still there.
-func waitProcessGroupGone(cmd *exec.Cmd, d time.Duration) (leftovers bool) {
-	if cmd.Process == nil {
-		return false
-	}
-	deadline := time.Now().Add(d)
-	for {
-		if err := syscall.Kill(-cmd.Process.Pid, 0); errors.Is(err, syscall.ESRCH) {
-			return false
-		}
-		if time.Now().After(deadline) {
-			return true
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
-}
 
 // pluginPIDs returns the pids of the plugin processes that the server with
 // pid hostPID runs for plugin name: its children whose environment holds

@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/clowdr/realtime/internal/sioclient"
+	"github.com/clowdr/realtime/internal/testserver"
 )
 
 // fakeHasura answers the chat writeback's GraphQL mutations and counts the
@@ -81,7 +82,7 @@ func (h *fakeHasura) missing(ids []string) []string {
 func TestRabbitConnectionsClosed(t *testing.T) {
 	t.Parallel()
 	amqp := amqpURL(t)
-	redis := startRedis(t)
+	redis := testserver.StartRedis(t)
 	hasura, gqlURL := newFakeHasura(t)
 	opts := func(name string) serverOpts {
 		return serverOpts{name: name, plugins: []string{"chat"},

@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/clowdr/realtime/internal/sioclient"
+	"github.com/clowdr/realtime/internal/testserver"
 )
 
 // stormClient is one user of the reconnect storm: it reconnects to the
@@ -60,7 +61,7 @@ func TestReconnectStorm(t *testing.T) {
 		refresh = 15 * time.Second
 		sweep   = 5 * time.Second
 	)
-	redis := startRedis(t)
+	redis := testserver.StartRedis(t)
 	opts := func(name string) serverOpts {
 		return serverOpts{name: name, plugins: []string{"presence"}, env: map[string]string{"REDIS_URL": redis.URL()}, args: []string{
 			"--set", "plugins.presence.config.window=" + window.String(),
@@ -197,7 +198,7 @@ func TestReconnectStorm(t *testing.T) {
 	time.Sleep(max(0, window+2*sweep-time.Since(killedAt)))
 	var zcard string
 	if !within(30*time.Second, func() bool {
-		r, err := redis.do("ZCARD", "Presence.Sockets")
+		r, err := redis.Do("ZCARD", "Presence.Sockets")
 		zcard = strings.TrimSpace(r)
 		return err == nil && zcard == ":"+strconv.Itoa(sockets)
 	}) {
@@ -312,7 +313,7 @@ func (panicTB) Fatalf(format string, a ...any) { panic(fmt.Sprintf(format, a...)
 
 // dumpPresence logs the Redis presence state of the users missing from a
 // page, for diagnosis.
-func dumpPresence(t *testing.T, redis *redisProc, path string, got, want []string) {
+func dumpPresence(t *testing.T, redis *testserver.Redis, path string, got, want []string) {
 	listID := fmt.Sprintf("%x", sha256.Sum256([]byte("demo"+path)))
 	have := map[string]bool{}
 	for _, u := range got {
@@ -322,8 +323,8 @@ func dumpPresence(t *testing.T, redis *redisProc, path string, got, want []strin
 		if have[u] {
 			continue
 		}
-		member, _ := redis.do("SISMEMBER", "PresenceList:"+listID, u)
-		sessions, _ := redis.do("ZRANGE", "PresenceList:"+listID+":UserSessions:"+u, "0", "-1", "WITHSCORES")
+		member, _ := redis.Do("SISMEMBER", "PresenceList:"+listID, u)
+		sessions, _ := redis.Do("ZRANGE", "PresenceList:"+listID+":UserSessions:"+u, "0", "-1", "WITHSCORES")
 		t.Logf("missing %s: now %d ms; SISMEMBER %q; UserSessions %q", u, time.Now().UnixMilli(), member, sessions)
 	}
 }

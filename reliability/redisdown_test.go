@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/clowdr/realtime/internal/sioclient"
+	"github.com/clowdr/realtime/internal/testserver"
 )
 
 // redisOutage is how long Redis stays down.
@@ -23,7 +24,7 @@ const redisOutage = 10 * time.Second
 // presence lists rebuilt by the refresher, new connections accepted).
 func TestRedisDown(t *testing.T) {
 	t.Parallel()
-	redis := startRedis(t)
+	redis := testserver.StartRedis(t)
 	s := launch(t, serverOpts{name: "redis-down", plugins: []string{"presence", "chat"},
 		env: map[string]string{"REDIS_URL": redis.URL()},
 		args: append(presenceArgs(), "--set", "redis.timeout=1s",
@@ -107,8 +108,8 @@ func TestRedisDown(t *testing.T) {
 	time.Sleep(time.Second)
 
 	nackedBefore := ledger.counts().nacked
-	presenceErrsBefore := s.log.countLines("plugin=presence", "level=ERROR") + s.log.countLines("plugin=presence", "level=WARN")
-	redis.kill()
+	presenceErrsBefore := s.log.CountLines("plugin=presence", "level=ERROR") + s.log.CountLines("plugin=presence", "level=WARN")
+	redis.Kill(time.Minute) // bounded wait; a SIGKILLed redis-server exits at once
 	downAt := time.Now()
 	var readyz503, readyzStore, healthFail int
 	var lastReadyz string
@@ -151,9 +152,9 @@ func TestRedisDown(t *testing.T) {
 		t.Logf("a connect during the outage was closed (the client retries): %v", lateErr)
 	}
 	nackedDuring := ledger.counts().nacked - nackedBefore
-	presenceErrs := s.log.countLines("plugin=presence", "level=ERROR") + s.log.countLines("plugin=presence", "level=WARN") - presenceErrsBefore
+	presenceErrs := s.log.CountLines("plugin=presence", "level=ERROR") + s.log.CountLines("plugin=presence", "level=WARN") - presenceErrsBefore
 
-	if err := redis.start(); err != nil {
+	if err := redis.Start(); err != nil {
 		t.Fatal(err)
 	}
 	upAt := time.Now()

@@ -6,121 +6,16 @@ import (
 	"crypto/rand"
 	"encoding/hex"
 	"fmt"
-	"net"
 	"net/url"
 	"os"
 	"os/exec"
-	"strconv"
 	"strings"
 	"sync"
-	"syscall"
 	"testing"
 	"time"
 
 	"github.com/clowdr/realtime/internal/testenv"
 )
-
-// redisProc is a redis-server of one test, on its own port, without
-// persistence: stopping it loses its data, as a crashed Redis would.
-type redisProc struct {
-	bin  string
-	port int
-	dir  string
-
-	mu   sync.Mutex
-	cmd  *exec.Cmd
-	done chan struct{}
-}
-
-// startRedis starts a private redis-server; it is killed when the test ends.
-func startRedis(t *testing.T) *redisProc {
-	t.Helper()
-	r := &redisProc{bin: testenv.RedisServerBinary(t), port: testenv.FreePort(t), dir: t.TempDir()}
-	if err := r.start(); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(r.kill)
-	return r
-}
-
-// URL is the redis:// URL of the server.
-func (r *redisProc) URL() string { return fmt.Sprintf("redis://127.0.0.1:%d/0", r.port) }
-
-// start runs redis-server and waits until it accepts connections.
-func (r *redisProc) start() error {
-	cmd := exec.Command(r.bin, "--port", strconv.Itoa(r.port), "--bind", "127.0.0.1",
-		"--save", "", "--appendonly", "no", "--dir", r.dir, "--maxclients", "20000")
-	var out bytes.Buffer
-	cmd.Stdout, cmd.Stderr = &out, &out
-	if err := cmd.Start(); err != nil {
-		return fmt.Errorf("start redis-server: %w", err)
-	}
-	done := make(chan struct{})
-	go func() { _ = cmd.Wait(); close(done) }()
-	r.mu.Lock()
-	r.cmd, r.done = cmd, done
-	r.mu.Unlock()
-	deadline := time.Now().Add(10 * time.Second)
-	for {
-		if c, err := net.DialTimeout("tcp", fmt.Sprintf("127.0.0.1:%d", r.port), time.Second); err == nil {
-			// PING until it answers (it may still be loading).
-			_ = c.SetDeadline(time.Now().Add(time.Second))
-			_, _ = c.Write([]byte("PING\r\n"))
-			buf := make([]byte, 16)
-			n, _ := c.Read(buf)
-			c.Close()
-			if strings.HasPrefix(string(buf[:n]), "+PONG") {
-				return nil
-			}
-		}
-		select {
-		case <-done:
-			return fmt.Errorf("redis-server exited at start:\n%s", out.String())
-		default:
-		}
-		if time.Now().After(deadline) {
-			return fmt.Errorf("redis-server on port %d not up within 10s:\n%s", r.port, out.String())
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
-}
-
-// kill stops redis-server with SIGKILL (a crash: nothing is saved).
-func (r *redisProc) kill() {
-	r.mu.Lock()
-	cmd, done := r.cmd, r.done
-	r.cmd = nil
-	r.mu.Unlock()
-	if cmd == nil {
-		return
-	}
-	_ = cmd.Process.Signal(syscall.SIGKILL)
-	<-done
-}
-
-// do runs one inline command against the server and returns the raw reply.
-func (r *redisProc) do(args ...string) (string, error) {
-	c, err := net.DialTimeout("tcp", fmt.Sprintf("127.0.0.1:%d", r.port), 2*time.Second)
-	if err != nil {
-		return "", err
-	}
-	defer c.Close()
-	_ = c.SetDeadline(time.Now().Add(5 * time.Second))
-	var b strings.Builder
-	fmt.Fprintf(&b, "*%d\r\n", len(args))
-	for _, a := range args {
-		fmt.Fprintf(&b, "$%d\r\n%s\r\n", len(a), a)
-	}
-	if _, err := c.Write([]byte(b.String())); err != nil {
-		return "", err
-	}
-	buf := make([]byte, 64<<10)
-	n, err := c.Read(buf)
-	if err != nil {
-		return "", err
-	}
-	return string(buf[:n]), nil
-}
 
 // The RabbitMQ tests use one fresh vhost per test run on the machine's
 // broker (never restarted: other tests use it), deleted when the run ends.

@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/clowdr/realtime/internal/sioclient"
+	"github.com/clowdr/realtime/internal/testserver"
 )
 
 // mover is a client of the instance that is stopped: when its socket
@@ -42,7 +43,7 @@ func TestSIGTERM(t *testing.T) {
 	t.Parallel()
 	const budget = 10 * time.Second
 	amqp := amqpURL(t)
-	redis := startRedis(t)
+	redis := testserver.StartRedis(t)
 	hasura, gqlURL := newFakeHasura(t)
 	opts := func(name string) serverOpts {
 		return serverOpts{name: name, plugins: []string{"chat"},

@@ -3,7 +3,6 @@ package chat
 import (
 	"context"
 	"crypto/rand"
-	"errors"
 	"fmt"
 	"testing"
 
@@ -13,45 +12,6 @@ import (
 	"github.com/clowdr/realtime/plugins/sdk"
 	"github.com/clowdr/realtime/plugins/sdk/sdktest"
 )
-
-// realRedisHost is an sdktest.Host whose Store is a real Redis.
-type realRedisHost struct {
-	*sdktest.Host
-	store sdk.Store
-}
-
-func (h realRedisHost) Store() sdk.Store { return h.store }
-
-type goRedisStore struct{ rdb *redis.Client }
-
-func conv(v any, err error) (any, error) {
-	if errors.Is(err, redis.Nil) {
-		return nil, sdk.ErrNil
-	}
-	return v, err
-}
-
-func (s goRedisStore) Do(ctx context.Context, args ...any) (any, error) {
-	return conv(s.rdb.Do(ctx, args...).Result())
-}
-
-func (s goRedisStore) Pipeline(ctx context.Context, cmds [][]any) ([]sdk.Reply, error) {
-	pipe := s.rdb.Pipeline()
-	rs := make([]*redis.Cmd, len(cmds))
-	for i, c := range cmds {
-		rs[i] = pipe.Do(ctx, c...)
-	}
-	_, _ = pipe.Exec(ctx)
-	out := make([]sdk.Reply, len(rs))
-	for i, r := range rs {
-		out[i].Value, out[i].Err = conv(r.Result())
-	}
-	return out, nil
-}
-
-func (s goRedisStore) Eval(ctx context.Context, script string, keys []string, args ...any) (any, error) {
-	return conv(redis.NewScript(script).Run(ctx, s.rdb, keys, args...).Result())
-}
 
 func randomUUID() string {
 	var b [16]byte
@@ -85,7 +45,7 @@ func TestRealRedis(t *testing.T) {
 		r, ok := registrants[id]
 		return r, ok, nil
 	}
-	h := realRedisHost{Host: base, store: goRedisStore{rdb}}
+	h := sdktest.RealRedisHost{Host: base, RealStore: sdktest.GoRedisStore{RDB: rdb}}
 	p := New()
 	sdktest.Start(t, ctx, p, h, map[string]any{"notify_delay": "0s"})
 	defer func() { _ = p.Stop(ctx) }()

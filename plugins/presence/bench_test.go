@@ -14,7 +14,7 @@ func BenchmarkEnterExit(b *testing.B) {
 	rdb := realRedisClient(b)
 	sh := sdktest.NewHost()
 	b.Cleanup(sh.Close)
-	h := &testHost{Host: sh, store: &goRedisStore{rdb: rdb}}
+	h := &testHost{Host: sh, store: sdktest.GoRedisStore{RDB: rdb}}
 	p := startPlugin(b, h, nil, map[string]any{
 		"window": "45s", "refresh_interval": "15s", "sweep_interval": "1h",
 		"events_per_second": 1e9, "event_burst": 1 << 30, // measure Redis, not the limiter

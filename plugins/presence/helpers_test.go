@@ -2,7 +2,6 @@ package presence
 
 import (
 	"context"
-	"errors"
 	"net/url"
 	"slices"
 	"sync"
@@ -127,40 +126,8 @@ func realRedisBackend() backend {
 		rdb := realRedisClient(t)
 		sh := sdktest.NewHost()
 		t.Cleanup(sh.Close)
-		return &testHost{Host: sh, store: &goRedisStore{rdb: rdb}}
+		return &testHost{Host: sh, store: sdktest.GoRedisStore{RDB: rdb}}
 	}}
-}
-
-// goRedisStore is an sdk.Store over a go-redis client (RESP2 replies).
-type goRedisStore struct{ rdb *redis.Client }
-
-func storeReply(v any, err error) (any, error) {
-	if errors.Is(err, redis.Nil) {
-		return nil, sdk.ErrNil
-	}
-	return v, err
-}
-
-func (s *goRedisStore) Do(ctx context.Context, args ...any) (any, error) {
-	return storeReply(s.rdb.Do(ctx, args...).Result())
-}
-
-func (s *goRedisStore) Pipeline(ctx context.Context, cmds [][]any) ([]sdk.Reply, error) {
-	pipe := s.rdb.Pipeline()
-	rs := make([]*redis.Cmd, len(cmds))
-	for i, c := range cmds {
-		rs[i] = pipe.Do(ctx, c...)
-	}
-	_, _ = pipe.Exec(ctx)
-	out := make([]sdk.Reply, len(rs))
-	for i, r := range rs {
-		out[i].Value, out[i].Err = storeReply(r.Result())
-	}
-	return out, nil
-}
-
-func (s *goRedisStore) Eval(ctx context.Context, script string, keys []string, args ...any) (any, error) {
-	return storeReply(redis.NewScript(script).Run(ctx, s.rdb, keys, args...).Result())
 }
 
 // clock is a settable clock for the plugin (unix ms).

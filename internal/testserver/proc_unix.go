@@ -1,6 +1,6 @@
 //go:build unix
 
-package e2e
+package testserver
 
 import (
 	"errors"
@@ -9,22 +9,22 @@ import (
 	"time"
 )
 
-// setProcessGroup puts the server (and the plugin processes it starts) in a
+// SetProcessGroup puts cmd (and the processes it starts, e.g. plugins) in a
 // process group of its own, so that leftovers can be found and killed.
-func setProcessGroup(cmd *exec.Cmd) {
+func SetProcessGroup(cmd *exec.Cmd) {
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
 }
 
-// killProcessGroup sends SIGKILL to the whole group of cmd.
-func killProcessGroup(cmd *exec.Cmd) {
+// KillProcessGroup sends SIGKILL to the whole group of cmd.
+func KillProcessGroup(cmd *exec.Cmd) {
 	if cmd.Process != nil {
 		_ = syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL)
 	}
 }
 
-// waitProcessGroupGone waits up to d for every process of cmd's group to be
+// WaitProcessGroupGone waits up to d for every process of cmd's group to be
 // gone, and reports whether some are still there.
-func waitProcessGroupGone(cmd *exec.Cmd, d time.Duration) (leftovers bool) {
+func WaitProcessGroupGone(cmd *exec.Cmd, d time.Duration) (leftovers bool) {
 	if cmd.Process == nil {
 		return false
 	}
@@ -40,8 +40,8 @@ func waitProcessGroupGone(cmd *exec.Cmd, d time.Duration) (leftovers bool) {
 	}
 }
 
-// killedBySIGKILL reports whether the exited cmd was killed by SIGKILL.
-func killedBySIGKILL(cmd *exec.Cmd) bool {
+// KilledBySIGKILL reports whether the exited cmd was killed by SIGKILL.
+func KilledBySIGKILL(cmd *exec.Cmd) bool {
 	ws, ok := cmd.ProcessState.Sys().(syscall.WaitStatus)
 	return ok && ws.Signaled() && ws.Signal() == syscall.SIGKILL
 }
