@@ -5,9 +5,7 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/hex"
-	"fmt"
 	"net/url"
-	"os"
 	"os/exec"
 	"strings"
 	"sync"
@@ -17,13 +15,10 @@ import (
 	"github.com/clowdr/realtime/internal/testenv"
 )
 
-// The RabbitMQ tests use one fresh vhost per test run on the machine's
-// broker (never restarted: other tests use it), deleted when the run ends.
-var (
-	vhostOnce sync.Once
-	vhostName string
-	vhostErr  error
-)
+// Each RabbitMQ test gets a fresh vhost of its own on the machine's broker
+// (never restarted: other tests use it), deleted when the test ends. Tests
+// must not share one: they would compete for each other's durable queues
+// (chat.messages.writeback) and close each other's connections.
 
 func rabbitmqctl(args ...string) ([]byte, error) {
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
@@ -31,74 +26,81 @@ func rabbitmqctl(args ...string) ([]byte, error) {
 	return exec.CommandContext(ctx, "rabbitmqctl", args...).CombinedOutput()
 }
 
-// amqpURL returns the URL of this run's vhost, creating it on first use.
-// Without RabbitMQ or rabbitmqctl the test is skipped (fails under CI=true).
+var (
+	vhostsMu sync.Mutex
+	vhosts   = map[*testing.T]string{}
+)
+
+// amqpURL creates a vhost for the test and returns its URL. Without
+// RabbitMQ or rabbitmqctl the test is skipped (fails under CI=true).
 func amqpURL(t *testing.T) string {
 	t.Helper()
 	base := testenv.AMQPURL(t)
 	if _, err := exec.LookPath("rabbitmqctl"); err != nil {
 		testenv.Unavailable(t, "rabbitmqctl is not installed (needed for a private vhost and to close connections)")
 	}
-	vhostOnce.Do(func() {
-		var b [6]byte
-		_, _ = rand.Read(b[:])
-		name := "realtime-reliability-" + hex.EncodeToString(b[:])
-		if out, err := rabbitmqctl("add_vhost", name); err != nil {
-			vhostErr = fmt.Errorf("rabbitmqctl add_vhost: %w: %s", err, bytes.TrimSpace(out))
-			return
-		}
-		vhostName = name
-		u, _ := url.Parse(base)
-		user := "guest"
-		if u != nil && u.User != nil && u.User.Username() != "" {
-			user = u.User.Username()
-		}
-		if out, err := rabbitmqctl("set_permissions", "-p", name, user, ".*", ".*", ".*"); err != nil {
-			vhostErr = fmt.Errorf("rabbitmqctl set_permissions: %w: %s", err, bytes.TrimSpace(out))
+	var b [6]byte
+	_, _ = rand.Read(b[:])
+	name := "realtime-reliability-" + hex.EncodeToString(b[:])
+	if out, err := rabbitmqctl("add_vhost", name); err != nil {
+		testenv.Unavailable(t, "rabbitmqctl add_vhost: %v: %s", err, bytes.TrimSpace(out))
+	}
+	t.Cleanup(func() {
+		if out, err := rabbitmqctl("delete_vhost", name); err != nil {
+			t.Logf("delete vhost %s: %v: %s", name, err, out)
 		}
 	})
-	if vhostErr != nil {
-		testenv.Unavailable(t, "%v", vhostErr)
-	}
 	u, err := url.Parse(base)
 	if err != nil {
 		t.Fatalf("parse AMQP URL %q: %v", base, err)
 	}
-	u.Path = "/" + vhostName
+	user := "guest"
+	if u.User != nil && u.User.Username() != "" {
+		user = u.User.Username()
+	}
+	if out, err := rabbitmqctl("set_permissions", "-p", name, user, ".*", ".*", ".*"); err != nil {
+		testenv.Unavailable(t, "rabbitmqctl set_permissions: %v: %s", err, bytes.TrimSpace(out))
+	}
+	vhostsMu.Lock()
+	vhosts[t] = name
+	vhostsMu.Unlock()
+	u.Path = "/" + name
 	return u.String()
 }
 
-// cleanupVhost deletes this run's vhost (called once from TestMain).
-func cleanupVhost() {
-	if vhostName == "" {
-		return
+func vhostOf(t *testing.T) string {
+	vhostsMu.Lock()
+	defer vhostsMu.Unlock()
+	name, ok := vhosts[t]
+	if !ok {
+		t.Fatal("the test has no vhost: call amqpURL first")
 	}
-	if out, err := rabbitmqctl("delete_vhost", vhostName); err != nil {
-		fmt.Fprintf(os.Stderr, "reliability: delete vhost %s: %v\n%s", vhostName, err, out)
-	}
+	return name
 }
 
-// closeVhostConnections force-closes every connection of this run's vhost
+// closeVhostConnections force-closes every connection of the test's vhost
 // and returns how many there were.
 func closeVhostConnections(t *testing.T) int {
 	t.Helper()
+	name := vhostOf(t)
 	n := vhostConnections(t)
-	if out, err := rabbitmqctl("close_all_connections", "--vhost", vhostName, "reliability fault test"); err != nil {
+	if out, err := rabbitmqctl("close_all_connections", "--vhost", name, "reliability fault test"); err != nil {
 		t.Fatalf("rabbitmqctl close_all_connections: %v: %s", err, out)
 	}
 	return n
 }
 
-// vhostConnections counts the connections of this run's vhost.
+// vhostConnections counts the connections of the test's vhost.
 func vhostConnections(t *testing.T) int {
 	t.Helper()
+	name := vhostOf(t)
 	out, err := rabbitmqctl("-q", "list_connections", "--no-table-headers", "vhost")
 	if err != nil {
 		t.Fatalf("rabbitmqctl list_connections: %v: %s", err, out)
 	}
 	n := 0
 	for _, l := range strings.Split(string(out), "\n") {
-		if strings.TrimSpace(l) == vhostName {
+		if strings.TrimSpace(l) == name {
 			n++
 		}
 	}
