@@ -267,7 +267,7 @@ func DecodeEvent(p Packet) (name string, args []json.RawMessage, err error) {
 	if err := validateJSON(p.Data); err != nil {
 		return "", nil, err
 	}
-	elems, ok := splitArray(p.Data)
+	elems, ok := SplitArray(p.Data)
 	if !ok {
 		return "", nil, decodeErr(ReasonEventNotArray, "EVENT payload is not an array")
 	}
@@ -283,9 +283,10 @@ func DecodeEvent(p Packet) (name string, args []json.RawMessage, err error) {
 	return name, elems[1:], nil
 }
 
-// splitArray splits a valid JSON array into its top-level elements (trimmed
-// of whitespace). ok is false when data is not an array.
-func splitArray(data []byte) (elems []json.RawMessage, ok bool) {
+// SplitArray splits a valid JSON array into its top-level elements (trimmed
+// of whitespace), aliasing data. ok is false when data is not an array. It
+// does not validate the elements.
+func SplitArray(data []byte) (elems []json.RawMessage, ok bool) {
 	data = bytes.TrimSpace(data)
 	if len(data) < 2 || data[0] != '[' || data[len(data)-1] != ']' {
 		return nil, false

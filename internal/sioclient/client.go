@@ -25,6 +25,8 @@ import (
 	"time"
 
 	"github.com/lxzan/gws"
+
+	"github.com/clowdr/realtime/host/socketio"
 )
 
 // Disconnect reasons passed to Options.OnDisconnect (socket.io-client's names).
@@ -662,64 +664,6 @@ func EncodeEvent(ackID int64, event string, args ...any) ([]byte, error) {
 	return append(buf, ']'), nil
 }
 
-// SplitArray splits a JSON array into its top-level elements (whitespace
-// trimmed), aliasing data. ok is false when data is not an array. It does not
-// validate the elements.
-func SplitArray(data []byte) (elems []json.RawMessage, ok bool) {
-	data = trimSpace(data)
-	if len(data) < 2 || data[0] != '[' || data[len(data)-1] != ']' {
-		return nil, false
-	}
-	body := data[1 : len(data)-1]
-	if len(trimSpace(body)) == 0 {
-		return nil, true
-	}
-	depth := 0
-	inString, escaped := false, false
-	start := 0
-	for i, b := range body {
-		if inString {
-			switch {
-			case escaped:
-				escaped = false
-			case b == '\\':
-				escaped = true
-			case b == '"':
-				inString = false
-			}
-			continue
-		}
-		switch b {
-		case '"':
-			inString = true
-		case '[', '{':
-			depth++
-		case ']', '}':
-			depth--
-		case ',':
-			if depth == 0 {
-				elems = append(elems, json.RawMessage(trimSpace(body[start:i])))
-				start = i + 1
-			}
-		}
-	}
-	elems = append(elems, json.RawMessage(trimSpace(body[start:])))
-	for _, e := range elems {
-		if len(e) == 0 {
-			return nil, false
-		}
-	}
-	return elems, true
-}
-
-func trimSpace(b []byte) []byte {
-	for len(b) > 0 && isSpace(b[0]) {
-		b = b[1:]
-	}
-	for len(b) > 0 && isSpace(b[len(b)-1]) {
-		b = b[:len(b)-1]
-	}
-	return b
-}
-
-func isSpace(b byte) bool { return b == ' ' || b == '\t' || b == '\r' || b == '\n' }
+// SplitArray splits a JSON array into its top-level elements (the server's
+// own splitter, socketio.SplitArray).
+func SplitArray(data []byte) (elems []json.RawMessage, ok bool) { return socketio.SplitArray(data) }
