@@ -8,6 +8,7 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
+	"testing"
 	"time"
 
 	"github.com/clowdr/realtime/internal/sioclient"
@@ -337,3 +338,50 @@ func (l *chatLedger) forget(sID string) {
 
 // jsonUnmarshal is json.Unmarshal (for files that do not import it).
 func jsonUnmarshal(data []byte, v any) error { return json.Unmarshal(data, v) }
+
+// chatSubscriber connects the user "sub" and subscribes it to chatID; its
+// receipts count each message it receives. It is closed when the test ends.
+func chatSubscriber(ctx context.Context, t *testing.T, url, chatID string) (*recorder, *receipts) {
+	t.Helper()
+	rcpt := newReceipts()
+	rec := newRecorder()
+	sub, err := dialWith(ctx, url, "sub", token(t, "sub"), multi(rec.onEvent, rcpt.onEvent), rec.onDisconnect)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = sub.Close() })
+	if err := subscribeChat(ctx, sub, rec, chatID); err != nil {
+		t.Fatal(err)
+	}
+	return rec, rcpt
+}
+
+// member is one load user: its id, connection and recorder.
+type member struct {
+	id  string
+	c   *sioclient.Client
+	rec *recorder
+}
+
+// enterUsers connects n users that each enter page, their chat acks and
+// nacks going to ledger; they are closed when the test ends.
+func enterUsers(ctx context.Context, t *testing.T, url, page string, n int, ledger *chatLedger) ([]member, []string) {
+	t.Helper()
+	var members []member
+	var ids []string
+	for i := 0; i < n; i++ {
+		id := newUUID()
+		rec := newRecorder()
+		c, err := dialWith(ctx, url, id, token(t, id), multi(rec.onEvent, ledger.onEvent), rec.onDisconnect)
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { _ = c.Close() })
+		if _, err := c.EmitWithAck(ctx, "enterPage", page); err != nil {
+			t.Fatal(err)
+		}
+		members = append(members, member{id, c, rec})
+		ids = append(ids, id)
+	}
+	return members, ids
+}

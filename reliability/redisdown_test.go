@@ -39,38 +39,9 @@ func TestRedisDown(t *testing.T) {
 
 	obs, obsRec := dial(ctx, t, s.URL, "observer")
 	defer obs.Close()
-	subRcpt := newReceipts()
-	subRec := newRecorder()
-	sub, err := dialWith(ctx, s.URL, "sub", token(t, "sub"), multi(subRec.onEvent, subRcpt.onEvent), subRec.onDisconnect)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer sub.Close()
-	if err := subscribeChat(ctx, sub, subRec, chatID); err != nil {
-		t.Fatal(err)
-	}
+	subRec, subRcpt := chatSubscriber(ctx, t, s.URL, chatID)
 	ledger := newChatLedger()
-	type member struct {
-		id  string
-		c   *sioclient.Client
-		rec *recorder
-	}
-	var members []member
-	var ids []string
-	for i := 0; i < users; i++ {
-		id := newUUID()
-		rec := newRecorder()
-		c, err := dialWith(ctx, s.URL, id, token(t, id), multi(rec.onEvent, ledger.onEvent), rec.onDisconnect)
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer c.Close()
-		if _, err := c.EmitWithAck(ctx, "enterPage", page); err != nil {
-			t.Fatal(err)
-		}
-		members = append(members, member{id, c, rec})
-		ids = append(ids, id)
-	}
+	members, ids := enterUsers(ctx, t, s.URL, page, users, ledger)
 	if got, err := snapshot(ctx, obs, obsRec, page); err != nil {
 		t.Fatal(err)
 	} else if ok, diff := sameSet(got, ids); !ok {
