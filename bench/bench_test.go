@@ -5,21 +5,15 @@ import (
 	"context"
 	"encoding/json"
 	"io"
-	"log/slog"
 	"math"
-	"net"
 	"os"
 	"strings"
 	"sync"
 	"testing"
 	"time"
 
-	"go.uber.org/fx"
-
-	"github.com/clowdr/realtime/host/app"
-	"github.com/clowdr/realtime/host/auth"
-	"github.com/clowdr/realtime/host/config"
 	"github.com/clowdr/realtime/internal/sioclient"
+	"github.com/clowdr/realtime/internal/testserver"
 	"github.com/clowdr/realtime/plugins/sdk"
 
 	_ "github.com/clowdr/realtime/plugins/chat"
@@ -73,40 +67,9 @@ func startServer(t testing.TB, extraEnv ...string) *testServer {
 		seen[k] = len(merged)
 		merged = append(merged, kv)
 	}
-	cfg, err := config.Load(config.LoadOptions{File: "", Environ: merged})
-	if err != nil {
-		t.Fatalf("config: %v", err)
-	}
-	// Only the plugins this test imports: others may be added to the defaults.
-	for name, pc := range cfg.Plugins {
-		if !map[string]bool{"echo": true, "chat": true, "presence": true}[name] {
-			pc.Enabled = false
-			cfg.Plugins[name] = pc
-		}
-	}
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	logger := slog.New(slog.NewTextHandler(io.Discard, nil))
-	a := fx.New(app.Options(cfg, logger, ln), fx.NopLogger)
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer cancel()
-	if err := a.Start(ctx); err != nil {
-		t.Fatalf("start host: %v", err)
-	}
-	t.Cleanup(func() {
-		ctx, cancel := context.WithTimeout(context.Background(), 40*time.Second)
-		defer cancel()
-		_ = a.Stop(ctx)
-	})
-	signer, err := auth.New(cfg.Auth, logger, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = signer.Close() })
+	url, signer := testserver.StartHost(t, merged, "echo", "chat", "presence")
 	return &testServer{
-		URL:   "http://" + ln.Addr().String(),
+		URL:   url,
 		Token: func(u string) (string, error) { return signer.Sign(u, time.Hour, nil) },
 	}
 }

@@ -5,20 +5,14 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
-	"log/slog"
-	"net"
 	"strings"
 	"sync"
 	"testing"
 	"time"
 
-	"go.uber.org/fx"
-
-	"github.com/clowdr/realtime/host/app"
 	"github.com/clowdr/realtime/host/auth"
-	"github.com/clowdr/realtime/host/config"
 	"github.com/clowdr/realtime/internal/sioclient"
+	"github.com/clowdr/realtime/internal/testserver"
 
 	_ "github.com/clowdr/realtime/plugins/echo" // the echo plugin, in-process
 )
@@ -56,39 +50,8 @@ func startServer(t *testing.T, extraEnv ...string) *testServer {
 		"RT_SOCKETIO__PING_INTERVAL=400ms",
 		"RT_SOCKETIO__PING_TIMEOUT=300ms",
 	}, extraEnv...)
-	cfg, err := config.Load(config.LoadOptions{File: "", Environ: env})
-	if err != nil {
-		t.Fatalf("config: %v", err)
-	}
-	// Only the plugins this test imports: others may be added to the defaults.
-	for name, pc := range cfg.Plugins {
-		if !map[string]bool{"echo": true}[name] {
-			pc.Enabled = false
-			cfg.Plugins[name] = pc
-		}
-	}
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	logger := slog.New(slog.NewTextHandler(io.Discard, nil))
-	a := fx.New(app.Options(cfg, logger, ln), fx.NopLogger)
-	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
-	defer cancel()
-	if err := a.Start(ctx); err != nil {
-		t.Fatalf("start host: %v", err)
-	}
-	t.Cleanup(func() {
-		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-		defer cancel()
-		_ = a.Stop(ctx)
-	})
-	signer, err := auth.New(cfg.Auth, logger, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = signer.Close() })
-	return &testServer{URL: "http://" + ln.Addr().String(), signer: signer}
+	url, signer := testserver.StartHost(t, env, "echo")
+	return &testServer{URL: url, signer: signer}
 }
 
 func TestDialRefusals(t *testing.T) {
