@@ -147,9 +147,13 @@ func TestDispatcher(t *testing.T) {
 	// A full queue: trySubmit fails fast, submit waits for ctx.
 	d = newDispatcher(1, 1)
 	defer d.close()
-	block := make(chan struct{})
-	_ = d.trySubmit("k", func() { <-block })
-	for d.trySubmit("k", func() {}) == nil { // fill the queue behind the blocked worker
+	block, started := make(chan struct{}), make(chan struct{})
+	if err := d.trySubmit("k", func() { close(started); <-block }); err != nil {
+		t.Fatal(err)
+	}
+	<-started // the worker holds the blocking job; the queue is empty again
+	if err := d.trySubmit("k", func() {}); err != nil { // fill the one slot
+		t.Fatal(err)
 	}
 	if err := d.trySubmit("k", func() {}); !errors.Is(err, ErrOverloaded) {
 		t.Errorf("trySubmit on full queue = %v", err)
