@@ -60,7 +60,10 @@
 // confirmed the message (publisher confirms, §14.2 #12). Each host instance
 // consumes its own copy of every message through the per-instance queues
 // chat.messages.distribution.{instance} and chat.reactions.distribution.{instance}
-// (non-durable, auto-delete, exclusive, bound "*", prefetch 100) and emits it
+// (durable, neither exclusive nor auto-delete, expiring 5 minutes after their
+// last consumer, bound "*", prefetch 100: what the broker confirmed survives a
+// dropped connection and a broker restart; after a reconnect the redelivered
+// messages this process already emitted are skipped by sId) and emits it
 // with sdk.LocalRoomTarget to its own members of chat:chat.<chatId> only. So
 // each subscriber, whichever instance holds its socket, gets each message
 // exactly once, and in queue order: the bus hands one queue's deliveries to

@@ -146,11 +146,12 @@ func (p *Plugin) Describe() sdk.Descriptor {
 			{Name: ExchangeReactions, Kind: "topic", Durable: true},
 		},
 		Queues: []sdk.Queue{
-			// Not exclusive or auto-delete: they must outlive a dropped
-			// connection (what is published meanwhile waits in them); they
-			// expire once their instance is gone.
-			{Name: QueueMessagesDistribution, Exchange: ExchangeMessages, Bindings: []string{"*"}, Prefetch: 100, ExpiresMs: distributionQueueExpiry.Milliseconds()},
-			{Name: QueueReactionsDistribution, Exchange: ExchangeReactions, Bindings: []string{"*"}, Prefetch: 100, ExpiresMs: distributionQueueExpiry.Milliseconds()},
+			// Durable, not exclusive or auto-delete: they must outlive a
+			// dropped connection and a broker restart (what was confirmed
+			// to a sender waits in them, persisted); they expire once their
+			// instance is gone.
+			{Name: QueueMessagesDistribution, Exchange: ExchangeMessages, Bindings: []string{"*"}, Durable: true, Prefetch: 100, ExpiresMs: distributionQueueExpiry.Milliseconds()},
+			{Name: QueueReactionsDistribution, Exchange: ExchangeReactions, Bindings: []string{"*"}, Durable: true, Prefetch: 100, ExpiresMs: distributionQueueExpiry.Milliseconds()},
 		},
 	}
 	p.mu.Lock()

@@ -178,7 +178,7 @@ func TestDescribe(t *testing.T) {
 		t.Fatalf("descriptor = %+v", d)
 	}
 	for _, q := range d.Queues {
-		if !strings.Contains(q.Name, "{instance}") || q.Durable || q.AutoDelete || q.Exclusive || q.ExpiresMs <= 0 || q.Prefetch != 100 || len(q.Bindings) != 1 || q.Bindings[0] != "*" {
+		if !strings.Contains(q.Name, "{instance}") || !q.Durable || q.AutoDelete || q.Exclusive || q.ExpiresMs <= 0 || q.Prefetch != 100 || len(q.Bindings) != 1 || q.Bindings[0] != "*" {
 			t.Errorf("distribution queue = %+v", q)
 		}
 	}
