@@ -73,15 +73,58 @@ func (h *fakeHasura) missing(ids []string) []string {
 }
 
 // TestRabbitConnectionsClosed force-closes every RabbitMQ connection of two
-// instances, twice, while clients on both send chat messages, and checks
-// that every message acked to a client reaches every subscriber (on both
-// instances) exactly once and the writeback (Hasura), and that every other
-// send was nacked. The broker itself is not restarted (it is the machine's,
-// shared with other tests); force-closed connections exercise the same
-// client-side recovery (host/bus redials, redeclares and resubscribes).
+// instances, twice, on the machine's broker (in the test's own vhost), while
+// clients on both send chat messages: host/bus redials, redeclares and
+// resubscribes.
 func TestRabbitConnectionsClosed(t *testing.T) {
 	t.Parallel()
 	amqp := amqpURL(t)
+	chatUnderBusFault(t, amqp, 2, func(round int) {
+		n := closeVhostConnections(t)
+		t.Logf("round %d: force-closed %d connections of the vhost", round, n)
+		if n < 4 {
+			t.Errorf("round %d: only %d connections in the vhost, want at least 4 (pub and sub of both instances)", round, n)
+		}
+	})
+}
+
+// TestRabbitRestart restarts a RabbitMQ node of the test's own (the
+// machine's broker is shared) while clients on two instances send chat
+// messages: the broker is down for a few seconds (sends are nacked), and
+// what it confirmed before going down must survive it — the durable
+// distribution and writeback queues and their persistent messages.
+func TestRabbitRestart(t *testing.T) {
+	t.Parallel()
+	node := startRabbitNode(t)
+	chatUnderBusFault(t, node.URL(), 1, func(round int) {
+		t0 := time.Now()
+		node.stop(t)
+		time.Sleep(2 * time.Second) // sends meet a broker that is gone
+		node.start(t)
+		t.Logf("round %d: broker restarted, down for %v", round, time.Since(t0).Round(100*time.Millisecond))
+		queues := node.queues(t)
+		n := 0
+		for name, durable := range queues {
+			if strings.HasPrefix(name, "chat.messages.distribution.") {
+				n++
+				if !durable {
+					t.Errorf("queue %s is not durable: what it held died with the broker", name)
+				}
+			}
+		}
+		if n != 2 {
+			t.Errorf("after the restart the broker has %d chat.messages distribution queues, want 2 (one per instance): %v", n, queues)
+		}
+	})
+}
+
+// chatUnderBusFault runs two instances on the broker at amqp, with 4
+// subscribers (2 per instance), 6 senders (3 per instance, 10 messages/s
+// each) and the writeback to a fake Hasura, applies fault rounds times
+// (waiting for both instances to be ready after each), and checks that every
+// message acked to a client reached every subscriber exactly once and the
+// writeback, and that every other send was nacked.
+func chatUnderBusFault(t *testing.T, amqp string, rounds int, fault func(round int)) {
 	redis := testserver.StartRedis(t)
 	hasura, gqlURL := newFakeHasura(t)
 	opts := func(name string) serverOpts {
@@ -93,8 +136,8 @@ func TestRabbitConnectionsClosed(t *testing.T) {
 				"--set", "plugins.chat.config.admin_secret=test",
 			}}
 	}
-	a := launch(t, opts("rabbit-a"))
-	b := launch(t, opts("rabbit-b"))
+	a := launch(t, opts(t.Name()+"-a"))
+	b := launch(t, opts(t.Name()+"-b"))
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	defer cancel()
 	chatID := newUUID()
@@ -157,19 +200,15 @@ func TestRabbitConnectionsClosed(t *testing.T) {
 		}()
 	}
 	time.Sleep(2 * time.Second)
-	for round := 1; round <= 2; round++ {
-		n := closeVhostConnections(t)
-		t.Logf("round %d: force-closed %d connections of the vhost", round, n)
-		if n < 4 {
-			t.Errorf("round %d: only %d connections in the vhost, want at least 4 (pub and sub of both instances)", round, n)
-		}
+	for round := 1; round <= rounds; round++ {
+		fault(round)
 		// Wait until both instances are ready again (the bus reconnected).
-		if !within(30*time.Second, func() bool {
+		if !within(60*time.Second, func() bool {
 			ca, _ := a.readyz()
 			cb, _ := b.readyz()
 			return ca == 200 && cb == 200
 		}) {
-			t.Errorf("round %d: instances not ready within 30s of the connections being closed", round)
+			t.Errorf("round %d: instances not ready within 60s of the fault", round)
 		}
 		time.Sleep(2 * time.Second)
 	}
