@@ -39,6 +39,34 @@
 //
 // A user counts once per list however many tabs (sockets) they have open.
 //
+// # Delta order
+//
+// Each "entered"/"left" is emitted by the one caller whose script made the
+// change (see Redis layout). On one instance, every script that can change
+// a list's members runs under that list's lock (locks.go), held until its
+// deltas were handed to the host: enterPage and the other events, the
+// disconnect, the sweeper, the replayed OnConnect and the refresher's
+// retried leaves and re-entries. So one instance's deltas for a list leave
+// it in the order Redis applied them, and the host keeps that order to every
+// observer on every instance (local delivery in call order, one FIFO publish
+// queue). Only that one round trip and emit are under the lock; lists never
+// wait on unrelated lists. The refresher's plain deadline push is
+// refresh-only (it changes nobody's presence) and takes no lock, so a
+// refresh round stays parallel; lists it finds the user missing from are
+// re-entered under the lock. The cost: one list's transitions on one
+// instance run one at a time (one script round trip plus one emit each).
+//
+// Across instances the order is NOT guaranteed: instance A's delta reaches
+// B's observers through Redis pub/sub, while B's own deltas go straight to
+// them, so a "left" from A's sweeper and an "entered" from B's enterPage for
+// the same user and list, made back to back, can reach B's (or a third
+// instance's) observers swapped. Such an observer's view of that user on
+// that list stays wrong until the user's next change on the list or the
+// next observePage. Every delta is still delivered once, and Redis (hence
+// every later snapshot) is always right. The "presences" snapshot is not
+// ordered with concurrent deltas either (a delta made just after the
+// snapshot was read may arrive before it).
+//
 // # List ids
 //
 //	path starts with "/conference/":  slug = strings.Split(path, "/")[2]
@@ -89,8 +117,9 @@
 //
 // # Crash safety
 //
-// Every instance re-runs enter.lua for each (socket, list) it holds every
-// refresh_interval, and sweeps every sweep_interval: it takes up to 500
+// Every instance re-runs enter.lua (refresh-only, re-entering lists the user
+// is missing from) for each (socket, list) it holds every refresh_interval,
+// and sweeps every sweep_interval: it takes up to 500
 // sockets from Presence.Sockets whose deadline has passed and runs
 // exitall.lua on each, which re-checks the deadline atomically (so concurrent
 // sweeps, or a refresh racing a sweep, are safe) and emits "left". The users

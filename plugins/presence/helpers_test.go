@@ -23,6 +23,9 @@ type testHost struct {
 	*sdktest.Host
 	store sdk.Store
 
+	// emitDelay, if set, runs before each Emit is recorded (widens races).
+	emitDelay func()
+
 	mu  sync.Mutex
 	seq []string
 }
@@ -37,6 +40,9 @@ func (h *testHost) Join(ctx context.Context, socketID, room string) error {
 }
 
 func (h *testHost) Emit(ctx context.Context, to sdk.Target, event string, args ...any) error {
+	if h.emitDelay != nil {
+		h.emitDelay()
+	}
 	h.mu.Lock()
 	h.seq = append(h.seq, "emit "+event)
 	h.mu.Unlock()

@@ -78,6 +78,9 @@ type Plugin struct {
 	log   *slog.Logger
 	cfg   Config
 
+	// order serialises each list's transitions and their deltas (locks.go).
+	order listLocks
+
 	mu      sync.Mutex
 	sockets map[string]*socketState
 	started bool
@@ -243,11 +246,9 @@ func (p *Plugin) OnConnect(ctx context.Context, s sdk.Socket) error {
 	for _, l := range lists {
 		st.lists[l] = struct{}{}
 	}
-	added, err := p.enter(ctx, s, slices.Collect(maps.Keys(st.lists)))
-	if err != nil {
+	if err := p.enterOrdered(ctx, s, slices.Collect(maps.Keys(st.lists))); err != nil {
 		return fmt.Errorf("presence connect %s: %w", s.ID, err)
 	}
-	p.emitDeltas(ctx, EvEntered, s.UserID, added)
 	return nil
 }
 
@@ -261,16 +262,21 @@ func (p *Plugin) OnDisconnect(ctx context.Context, s sdk.Socket, _ string) error
 	st := p.sockets[s.ID]
 	delete(p.sockets, s.ID)
 	p.mu.Unlock()
+	var lists []string
 	if st != nil {
 		st.mu.Lock()
 		defer st.mu.Unlock()
 		st.gone = true
+		lists = slices.AppendSeq(slices.Collect(maps.Keys(st.lists)), maps.Keys(st.pending))
+	} else {
+		var err error
+		if lists, err = p.sessionLists(ctx, s.ID); err != nil {
+			return fmt.Errorf("presence disconnect %s: %w", s.ID, err)
+		}
 	}
-	uid, left, err := p.exitAll(ctx, s.ID, s.UserID, false)
-	if err != nil {
+	if _, _, err := p.exitAllOrdered(ctx, s.ID, s.UserID, false, lists); err != nil {
 		return fmt.Errorf("presence disconnect %s: %w", s.ID, err)
 	}
-	p.emitDeltas(ctx, EvLeft, uid, left)
 	return nil
 }
 
@@ -354,12 +360,7 @@ func (p *Plugin) handleEnter(ctx context.Context, st *socketState, s sdk.Socket,
 	st.sock = s
 	st.lists[listID] = struct{}{}
 	delete(st.pending, listID)
-	added, err := p.enter(ctx, s, []string{listID})
-	if err != nil {
-		return err
-	}
-	p.emitDeltas(ctx, EvEntered, s.UserID, added)
-	return nil
+	return p.enterOrdered(ctx, s, []string{listID})
 }
 
 func (p *Plugin) handleLeave(ctx context.Context, st *socketState, s sdk.Socket, listID string) error {
@@ -369,8 +370,7 @@ func (p *Plugin) handleLeave(ctx context.Context, st *socketState, s sdk.Socket,
 		return nil
 	}
 	delete(st.lists, listID)
-	left, err := p.exit(ctx, s, listID)
-	if err != nil {
+	if err := p.exitOrdered(ctx, s, listID); err != nil {
 		if st.pending == nil {
 			st.pending = map[string]struct{}{}
 		}
@@ -379,10 +379,80 @@ func (p *Plugin) handleLeave(ctx context.Context, st *socketState, s sdk.Socket,
 		}
 		return err
 	}
+	return nil
+}
+
+// enterOrdered runs enter.lua for the socket on lists and emits "entered"
+// where the user is new, holding the lists' locks across both so that this
+// instance's deltas of each list leave in Redis's order.
+func (p *Plugin) enterOrdered(ctx context.Context, s sdk.Socket, lists []string) error {
+	unlock, err := p.order.lock(ctx, lists...)
+	if err != nil {
+		return fmt.Errorf("presence enter: %w", err)
+	}
+	defer unlock()
+	added, err := p.enter(ctx, s, lists, false)
+	if err != nil {
+		return err
+	}
+	p.emitDeltas(ctx, EvEntered, s.UserID, added)
+	return nil
+}
+
+// exitOrdered runs exit.lua and emits "left" if the user left, holding the
+// list's lock across both (see enterOrdered).
+func (p *Plugin) exitOrdered(ctx context.Context, s sdk.Socket, listID string) error {
+	unlock, err := p.order.lock(ctx, listID)
+	if err != nil {
+		return fmt.Errorf("presence leave: %w", err)
+	}
+	defer unlock()
+	left, err := p.exit(ctx, s, listID)
+	if err != nil {
+		return err
+	}
 	if left {
 		p.emitDeltas(ctx, EvLeft, s.UserID, []string{listID})
 	}
 	return nil
+}
+
+// exitAllOrdered runs exitall.lua (see exitAll) and emits "left" for the
+// lists the user left, holding the locks of lists: the lists the caller
+// knows the socket is on (the script finds them itself, atomically).
+func (p *Plugin) exitAllOrdered(ctx context.Context, socketID, userID string, sweep bool, lists []string) (string, []string, error) {
+	unlock, err := p.order.lock(ctx, lists...)
+	if err != nil {
+		return "", nil, fmt.Errorf("presence exit: %w", err)
+	}
+	uid, left, err := p.exitAll(ctx, socketID, userID, sweep)
+	if err != nil {
+		unlock()
+		return "", nil, err
+	}
+	locked, late := slices.Clone(left), []string(nil)
+	locked = slices.DeleteFunc(locked, func(l string) bool {
+		if slices.Contains(lists, l) {
+			return false
+		}
+		late = append(late, l)
+		return true
+	})
+	p.emitDeltas(ctx, EvLeft, uid, locked)
+	unlock()
+	if len(late) > 0 {
+		// A list the caller did not know of: added to SessionLists after
+		// the sweeper read it (only an enter of this very socket adds one,
+		// which its new deadline makes the sweep skip, clock skew aside),
+		// or a leave whose retry this process gave up on. Emit under the
+		// lists' locks; without them if the wait fails, rather than not
+		// at all.
+		if unlock, err := p.order.lock(ctx, late...); err == nil {
+			defer unlock()
+		}
+		p.emitDeltas(ctx, EvLeft, uid, late)
+	}
+	return uid, left, nil
 }
 
 // handleObserve joins the list's room first, then sends the snapshot, so no
@@ -454,25 +524,27 @@ func (p *Plugin) refresh(ctx context.Context, st *socketState) {
 	opCtx, cancel := context.WithTimeout(ctx, bgOpTimeout)
 	defer cancel()
 	for l := range st.pending {
-		left, err := p.exit(opCtx, st.sock, l)
-		if err != nil {
+		if err := p.exitOrdered(opCtx, st.sock, l); err != nil {
 			p.log.Warn("presence retry of leave failed", "socket", st.sock.ID, "err", err)
 			return
 		}
 		delete(st.pending, l)
-		if left {
-			p.emitDeltas(opCtx, EvLeft, st.sock.UserID, []string{l})
-		}
 	}
 	if len(st.lists) == 0 {
 		return
 	}
-	added, err := p.enter(opCtx, st.sock, slices.Collect(maps.Keys(st.lists)))
+	// Refresh without the list locks: 32 refreshes run at once and most
+	// sockets share their conference's list, so locking would run them one
+	// by one. A refresh-only script changes no membership, so it needs no
+	// order; the lists the user is missing from (flushed, or swept while
+	// this refresh was late) are entered as an enterPage would.
+	missing, err := p.enter(opCtx, st.sock, slices.Collect(maps.Keys(st.lists)), true)
+	if err == nil && len(missing) > 0 {
+		err = p.enterOrdered(opCtx, st.sock, missing)
+	}
 	if err != nil {
 		p.log.Warn("presence refresh failed", "socket", st.sock.ID, "err", err)
-		return
 	}
-	p.emitDeltas(opCtx, EvEntered, st.sock.UserID, added)
 }
 
 // sweep removes sockets whose deadline has passed (their instance died or
@@ -483,25 +555,27 @@ func (p *Plugin) refresh(ctx context.Context, st *socketState) {
 func (p *Plugin) sweep(ctx context.Context) {
 	for range maxSweepBatches {
 		opCtx, cancel := context.WithTimeout(ctx, bgOpTimeout)
-		ids, err := p.expired(opCtx, sweepBatch)
+		socks, err := p.expired(opCtx, sweepBatch)
 		cancel()
 		if err != nil {
 			p.log.Warn("presence sweep failed", "err", err)
 			return
 		}
-		for _, id := range ids {
+		for _, es := range socks {
 			if ctx.Err() != nil {
 				return
 			}
-			p.sweepOne(ctx, id)
+			p.sweepOne(ctx, es.id, es.lists)
 		}
-		if len(ids) < sweepBatch {
+		if len(socks) < sweepBatch {
 			return
 		}
 	}
 }
 
-func (p *Plugin) sweepOne(ctx context.Context, socketID string) {
+// sweepOne removes one expired socket; lists are the lists Redis held for it
+// when the sweeper read it.
+func (p *Plugin) sweepOne(ctx context.Context, socketID string, lists []string) {
 	p.mu.Lock()
 	st := p.sockets[socketID]
 	p.mu.Unlock()
@@ -517,7 +591,7 @@ func (p *Plugin) sweepOne(ctx context.Context, socketID string) {
 	}
 	opCtx, cancel := context.WithTimeout(ctx, bgOpTimeout)
 	defer cancel()
-	uid, left, err := p.exitAll(opCtx, socketID, "", true)
+	uid, left, err := p.exitAllOrdered(opCtx, socketID, "", true, lists)
 	if err != nil {
 		p.log.Warn("presence sweep failed", "socket", socketID, "err", err)
 		return
@@ -525,5 +599,4 @@ func (p *Plugin) sweepOne(ctx context.Context, socketID string) {
 	if len(left) > 0 {
 		p.log.Info("presence swept expired socket", "socket", socketID, "userId", uid, "lists", len(left))
 	}
-	p.emitDeltas(opCtx, EvLeft, uid, left)
 }

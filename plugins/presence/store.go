@@ -3,6 +3,7 @@ package presence
 import (
 	"context"
 	_ "embed"
+	"errors"
 	"fmt"
 	"strconv"
 	"time"
@@ -35,6 +36,8 @@ var (
 	exitScript string
 	//go:embed exitall.lua
 	exitAllScript string
+	//go:embed expired.lua
+	expiredScript string
 )
 
 // ms is t as unix milliseconds, the unit of every score and ARGV time.
@@ -45,23 +48,28 @@ func socketKeys(socketID string) []string {
 }
 
 // enter runs enter.lua for the socket on lists and returns the lists on which
-// the user is new.
-func (p *Plugin) enter(ctx context.Context, s sdk.Socket, lists []string) ([]string, error) {
+// the user is new. With refresh it only pushes the deadlines of the lists the
+// user is on and returns the others, changing nothing on them (see refresh).
+func (p *Plugin) enter(ctx context.Context, s sdk.Socket, lists []string, refresh bool) ([]string, error) {
 	if len(lists) == 0 {
 		return nil, nil
 	}
 	now := p.now()
-	args := make([]any, 0, 5+len(lists))
+	mode := "0"
+	if refresh {
+		mode = "1"
+	}
+	args := make([]any, 0, 6+len(lists))
 	args = append(args, s.ID, s.UserID, ms(now.Add(p.cfg.Window)), ms(now),
-		strconv.FormatInt(p.cfg.sessionListsTTL().Milliseconds(), 10))
+		strconv.FormatInt(p.cfg.sessionListsTTL().Milliseconds(), 10), mode)
 	for _, l := range lists {
 		args = append(args, l)
 	}
-	added, err := sdk.Strings(p.store.Eval(ctx, enterScript, socketKeys(s.ID), args...))
+	out, err := sdk.Strings(p.store.Eval(ctx, enterScript, socketKeys(s.ID), args...))
 	if err != nil {
 		return nil, fmt.Errorf("presence enter script: %w", err)
 	}
-	return added, nil
+	return out, nil
 }
 
 // exit runs exit.lua and reports whether the user left the list.
@@ -112,11 +120,31 @@ func (p *Plugin) sessionLists(ctx context.Context, socketID string) ([]string, e
 	return ids, nil
 }
 
-// expired lists up to limit sockets whose deadline is before now.
-func (p *Plugin) expired(ctx context.Context, limit int) ([]string, error) {
-	ids, err := sdk.Strings(p.store.Do(ctx, "ZRANGEBYSCORE", SocketsKey, "-inf", "("+ms(p.now()), "LIMIT", 0, limit))
+// expiredSocket is a socket whose deadline has passed, with the lists Redis
+// held for it when the sweeper read it.
+type expiredSocket struct {
+	id    string
+	lists []string
+}
+
+// expired lists up to limit sockets whose deadline is before now, with their
+// lists (one round trip for the batch).
+func (p *Plugin) expired(ctx context.Context, limit int) ([]expiredSocket, error) {
+	v, err := sdk.Strings(p.store.Eval(ctx, expiredScript, []string{SocketsKey}, ms(p.now()), limit))
 	if err != nil {
 		return nil, fmt.Errorf("presence read expired sockets: %w", err)
 	}
-	return ids, nil
+	var out []expiredSocket
+	for len(v) >= 2 {
+		n, err := strconv.Atoi(v[1])
+		if err != nil || n < 0 || n > len(v)-2 {
+			return nil, fmt.Errorf("presence read expired sockets: bad reply at %q", v[0])
+		}
+		out = append(out, expiredSocket{id: v[0], lists: v[2 : 2+n]})
+		v = v[2+n:]
+	}
+	if len(v) != 0 {
+		return nil, errors.New("presence read expired sockets: truncated reply")
+	}
+	return out, nil
 }
