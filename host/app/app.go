@@ -2,9 +2,11 @@
 // directory, auth -> hub -> plugins -> websocket server -> HTTP server.
 //
 // Start order is that order; stop runs in reverse, so on SIGTERM the listener
-// stops first, sockets are told to reconnect elsewhere (their disconnects still
-// reach the live plugins), then the plugins drain and stop, then the bus and
-// the store close.
+// stops first; the plugins refuse new events ("unavailable: retry shortly")
+// and the events they already took are answered, their emits included (at
+// most eventDrainTimeout); then sockets are told to reconnect elsewhere (their
+// disconnects still reach the live plugins), then the plugins drain and stop,
+// then the bus and the store close.
 package app
 
 import (
@@ -299,13 +301,23 @@ func startHTTP(p httpParams) error {
 		OnStop: func(ctx context.Context) error {
 			ctx, cancel := context.WithTimeout(ctx, cfg.Shutdown.Timeout)
 			defer cancel()
-			p.Log.Info("draining: closing the listener and asking clients to reconnect", "sockets", p.Server.Count())
+			p.Log.Info("draining: closing the listener and answering in-flight events", "sockets", p.Server.Count())
 			// Shutdown closes the listener at once (no new connections) and waits
 			// for plain HTTP requests; the websockets are hijacked, so the
-			// socketio server drains them: clients are told to reconnect, and
-			// reach another instance.
+			// socketio server drains them below.
 			httpDone := make(chan error, 1)
 			go func() { httpDone <- srv.Shutdown(ctx) }()
+			// A socket closed while its event is in a plugin never learns the
+			// outcome (a chat send may be delivered unacked): answer those
+			// first. New events are refused meanwhile (the client resends them
+			// after its reconnect); a hung handler only costs the bound.
+			dctx, dcancel := context.WithTimeout(ctx, eventDrainTimeout(cfg.Shutdown.Timeout))
+			if err := p.Plugins.DrainEvents(dctx); err != nil {
+				p.Log.Warn("draining: closing sockets with events still in flight", "err", err)
+			}
+			dcancel()
+			// Clients are told to reconnect, and reach another instance.
+			p.Log.Info("draining: asking clients to reconnect", "sockets", p.Server.Count())
 			if err := p.Server.Shutdown(ctx); err != nil {
 				p.Log.Warn("drain incomplete", "err", err, "sockets", p.Server.Count())
 			}
@@ -313,6 +325,13 @@ func startHTTP(p httpParams) error {
 		},
 	})
 	return nil
+}
+
+// eventDrainTimeout bounds the wait for in-flight events at shutdown: half
+// the budget, at most 5 s, so closing the sockets and stopping the plugins
+// keep the rest.
+func eventDrainTimeout(budget time.Duration) time.Duration {
+	return min(5*time.Second, budget/2)
 }
 
 func buildHandler(p httpParams) http.Handler {

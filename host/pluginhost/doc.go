@@ -54,6 +54,18 @@
 // still there). A bus delivery waits up to 10 s for the plugin to come back,
 // then is nacked and requeued. HTTP requests get 503.
 //
+// # Draining events (before the sockets close)
+//
+// DrainEvents, called at shutdown before the sockets are closed, refuses new
+// events like a plugin that is down (done gets an error wrapping
+// sdk.ErrPluginUnavailable, counted as dropped) and waits, bounded by its
+// ctx, until every event already handed to a plugin has been answered: done
+// has returned, after the handler returned and its Host.Emit calls were
+// applied (subprocess emits travel before the answer on the ordered stream;
+// in-process ones are synchronous). So a client whose socket closes next
+// has already been sent its acks. The cost per event is one shared atomic
+// counter and one atomic flag read.
+//
 // # Stopping
 //
 // Stop stops the consumers, refuses new events, waits for in-flight calls

@@ -340,14 +340,19 @@ func (in *instance) disconnect(s sdk.Socket, reason string) {
 }
 
 // event hands one event to the plugin. While the plugin is not running (or
-// its queue is full) the event is dropped: done gets ErrPluginUnavailable
-// (or ErrOverloaded), and the drop is counted and logged at debug.
+// its queue is full, or the host drains) the event is dropped: done gets
+// ErrPluginUnavailable (or ErrOverloaded), and the drop is counted and logged
+// at debug. Either way it ends the event's count in Manager.eventsInFlight
+// once done returned (so after the ack was sent).
 func (in *instance) event(e sdk.Event, done func([]json.RawMessage, error)) {
 	in.mu.RLock()
 	var err error
-	if in.state != StateRunning {
+	switch {
+	case in.m.draining.Load():
+		err = fmt.Errorf("plugin %s: %w", in.name, errDraining)
+	case in.state != StateRunning:
 		err = fmt.Errorf("plugin %s: %w", in.name, sdk.ErrPluginUnavailable)
-	} else {
+	default:
 		start := time.Now()
 		in.inflight.Add(1)
 		err = in.client.Event(e, func(ack []json.RawMessage, err error) {
@@ -366,6 +371,7 @@ func (in *instance) event(e sdk.Event, done func([]json.RawMessage, error)) {
 			if done != nil {
 				done(ack, err)
 			}
+			in.m.eventsInFlight.Add(-1)
 		})
 		if err != nil {
 			in.inflight.Add(-1)
@@ -380,6 +386,7 @@ func (in *instance) event(e sdk.Event, done func([]json.RawMessage, error)) {
 		if done != nil {
 			done(nil, err)
 		}
+		in.m.eventsInFlight.Add(-1)
 	}
 }
 

@@ -11,6 +11,8 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
+	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 
@@ -55,7 +57,17 @@ type Manager struct {
 	consumers []func()
 	stop      chan struct{}
 	wg        sync.WaitGroup // supervisors
+
+	// Events handed to a plugin whose done has not returned yet, and whether
+	// new events are refused (DrainEvents). Both are read on every event.
+	eventsInFlight atomic.Int64
+	draining       atomic.Bool
 }
+
+// errDraining is what done gets for an event refused by DrainEvents: the
+// same as while the plugin is down, so the client is told to retry (after
+// its reconnect, on another instance).
+var errDraining = fmt.Errorf("the host is shutting down: %w", sdk.ErrPluginUnavailable)
 
 // New checks the plugin configuration and prepares a Manager; nothing is
 // started. Every enabled plugin must be a registered built-in or have a path;
@@ -335,8 +347,38 @@ func (m *Manager) Event(s sdk.Socket, name string, args []json.RawMessage, done 
 	if in == nil {
 		return false
 	}
+	// Counted before instance.event checks draining, and DrainEvents sets
+	// draining before it reads the count: either DrainEvents waits for this
+	// event or the event is refused. instance.event undoes the count after
+	// done returned.
+	m.eventsInFlight.Add(1)
 	in.event(sdk.Event{Socket: s, Name: name, Args: args}, done)
 	return true
+}
+
+// DrainEvents prepares the sockets' close at shutdown. It refuses new events
+// (done gets an error wrapping sdk.ErrPluginUnavailable, as while a plugin is
+// down) and waits until every event already handed to a plugin is answered:
+// its done has returned, which happens after the plugin's handler returned
+// and the emits it made while handling it (e.g. chat's
+// chat.messages.send.ack) went through Services.Emit. When ctx ends first it
+// returns ctx's error and the number still in flight (Stop still waits for
+// them). Bus deliveries and HTTP requests are not affected.
+func (m *Manager) DrainEvents(ctx context.Context) error {
+	m.draining.Store(true)
+	if m.eventsInFlight.Load() == 0 {
+		return nil
+	}
+	t := time.NewTicker(2 * time.Millisecond)
+	defer t.Stop()
+	for m.eventsInFlight.Load() > 0 {
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("pluginhost: %d events still in flight: %w", m.eventsInFlight.Load(), ctx.Err())
+		case <-t.C:
+		}
+	}
+	return nil
 }
 
 // Disconnect tells every plugin that saw the socket's OnConnect that it is gone.
