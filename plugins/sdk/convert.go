@@ -28,6 +28,7 @@ func descriptorToProto(d Descriptor) *pluginv1.Descriptor {
 		out.Queues = append(out.Queues, &pluginv1.Queue{
 			Name: q.Name, Exchange: q.Exchange, Bindings: q.Bindings, Durable: q.Durable,
 			AutoDelete: q.AutoDelete, Exclusive: q.Exclusive, Prefetch: int32(q.Prefetch), ExpiresMs: q.ExpiresMs,
+			BatchMax: int32(q.BatchMax), BatchWaitMs: q.BatchWait.Milliseconds(),
 		})
 	}
 	return out
@@ -45,6 +46,7 @@ func descriptorFromProto(p *pluginv1.Descriptor) Descriptor {
 		d.Queues = append(d.Queues, Queue{
 			Name: q.GetName(), Exchange: q.GetExchange(), Bindings: q.GetBindings(), Durable: q.GetDurable(),
 			AutoDelete: q.GetAutoDelete(), Exclusive: q.GetExclusive(), Prefetch: int(q.GetPrefetch()), ExpiresMs: q.GetExpiresMs(),
+			BatchMax: int(q.GetBatchMax()), BatchWait: time.Duration(q.GetBatchWaitMs()) * time.Millisecond,
 		})
 	}
 	return d

@@ -151,7 +151,7 @@ func TestDispatcher(t *testing.T) {
 	if err := d.trySubmit("k", func() { close(started); <-block }); err != nil {
 		t.Fatal(err)
 	}
-	<-started // the worker holds the blocking job; the queue is empty again
+	<-started                                           // the worker holds the blocking job; the queue is empty again
 	if err := d.trySubmit("k", func() {}); err != nil { // fill the one slot
 		t.Fatal(err)
 	}

@@ -43,10 +43,12 @@
 //   - OnDelivery handles one message of a declared queue: nil acks it, an
 //     error nacks and requeues it, an error wrapping ErrDrop nacks it without
 //     requeue. "{instance}" in a queue name becomes the host's instance id.
+//   - OnDeliveries (optional, BatchDeliveryHandler) handles the deliveries
+//     of a queue declared with BatchMax > 0 in batches; see below.
 //   - OnHTTP serves a declared route (body up to 1 MiB).
 //   - Stop runs when the host shuts down, after in-flight calls finished.
 //
-// Each OnConnect/OnEvent/OnDisconnect/OnDelivery call gets a ctx that ends
+// Each OnConnect/OnEvent/OnDisconnect/OnDelivery/OnDeliveries call gets a ctx that ends
 // after 30 s. A panic in a handler is recovered, logged with its stack, and
 // reported as that call's error.
 //
@@ -57,6 +59,28 @@
 // are handled concurrently (64 workers keyed by socket id), so a plugin must
 // be safe for concurrent use, and a slow handler delays the other sockets
 // that share its worker. Deliveries are ordered per queue.
+//
+// # Batched deliveries
+//
+// A plugin that writes deliveries somewhere with a per-request cost (a
+// database) can take them in batches: it implements BatchDeliveryHandler
+// and sets BatchMax (and BatchWait) on the queue. Describe fails when
+// BatchMax is set without OnDeliveries or above Prefetch (a consumer never
+// holds more than Prefetch unanswered deliveries). The batching happens on
+// the plugin's side (in the plugin process, or in the in-process client),
+// one goroutine per batched queue, so the host needs no settings of it: a
+// batch is what is waiting for the queue, in queue order, up to BatchMax;
+// when it is not full it waits for more until BatchWait after its oldest
+// delivery arrived. The next batch of the queue starts once OnDeliveries
+// returned. Its answer is one error per delivery (nil ack, error requeue,
+// ErrDrop drop); a missing result requeues its delivery and a panic
+// requeues the whole batch. Other queues keep calling OnDelivery.
+//
+// A host that waits for each delivery's answer before it hands over the
+// next can only make batches of one; waiting for more would then only slow
+// the queue down, so a queue's batches wait (BatchWait) only once a delivery
+// arrived while another was unanswered. The queue names are matched after
+// the host's "{instance}" replacement.
 //
 // Host.Emit does not wait for a round trip: emits travel on the same ordered
 // stream as the answers, so the emits of one plugin reach the host in the

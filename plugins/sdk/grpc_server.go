@@ -38,6 +38,7 @@ type grpcServer struct {
 	broker *plugin.GRPCBroker
 	logger *slog.Logger
 	disp   *dispatcher
+	batch  *batching
 
 	// out carries Done and Emit messages to the Channel stream.
 	out chan *pluginv1.PluginMessage
@@ -68,15 +69,19 @@ func newGRPCServer(impl Plugin, broker *plugin.GRPCBroker, logger *slog.Logger) 
 	ctx, cancel := context.WithCancel(context.Background())
 	return &grpcServer{
 		impl: impl, broker: broker, logger: logger,
-		disp: newDispatcher(dispatchWorkers, dispatchDepth),
-		out:  make(chan *pluginv1.PluginMessage, outQueueDepth),
-		ctx:  ctx, cancel: cancel,
+		disp:  newDispatcher(dispatchWorkers, dispatchDepth),
+		batch: newBatching(impl, ctx, logger),
+		out:   make(chan *pluginv1.PluginMessage, outQueueDepth),
+		ctx:   ctx, cancel: cancel,
 	}
 }
 
 func (s *grpcServer) Describe(context.Context, *pluginv1.DescribeRequest) (*pluginv1.Descriptor, error) {
 	var d Descriptor
 	if err := safely(s.logger, "Describe", func() error { d = s.impl.Describe(); return nil }); err != nil {
+		return nil, toStatus(err)
+	}
+	if err := s.batch.declare(d); err != nil {
 		return nil, toStatus(err)
 	}
 	return descriptorToProto(d), nil
@@ -102,6 +107,9 @@ func (s *grpcServer) Start(ctx context.Context, req *pluginv1.StartRequest) (*pl
 	if err := safely(s.logger, "Start", func() error { return s.impl.Start(ctx, host, req.GetConfig()) }); err != nil {
 		return nil, toStatus(err)
 	}
+	if err := s.batch.start(req.GetInstanceId(), nil, s.impl); err != nil {
+		return nil, toStatus(err)
+	}
 	return &pluginv1.Empty{}, nil
 }
 
@@ -120,7 +128,7 @@ func (s *grpcServer) HTTP(ctx context.Context, req *pluginv1.HTTPRequest) (*plug
 func (s *grpcServer) Stop(ctx context.Context, _ *pluginv1.Empty) (*pluginv1.Empty, error) {
 	err := safely(s.logger, "Stop", func() error { return s.impl.Stop(ctx) })
 	closed := make(chan struct{})
-	go func() { s.disp.close(); close(closed) }()
+	go func() { s.disp.close(); s.batch.close(); close(closed) }()
 	select {
 	case <-closed:
 	case <-ctx.Done():
@@ -156,7 +164,7 @@ func (s *grpcServer) Channel(stream pluginv1.Plugin_ChannelServer) error {
 	// One stream per process: when it ends the host is gone (or done with
 	// this process), so the handlers' context is cancelled and the workers
 	// stop once the queued calls ran.
-	defer func() { go func() { s.cancel(); s.disp.close() }() }()
+	defer func() { go func() { s.cancel(); s.disp.close(); s.batch.close() }() }()
 	ctx, cancel := context.WithCancel(stream.Context())
 	defer cancel()
 	var wg sync.WaitGroup
@@ -296,6 +304,12 @@ func (s *grpcServer) dispatch(ctx context.Context, m *pluginv1.HostMessage) erro
 	case *pluginv1.HostMessage_Delivery:
 		dv := x.Delivery
 		del := Delivery{Queue: dv.GetQueue(), Exchange: dv.GetExchange(), RoutingKey: dv.GetRoutingKey(), Body: dv.GetBody(), Redelivered: dv.GetRedelivered()}
+		if ok, err := s.batch.deliver(del, func(err error) { s.done(dv.GetSeq(), err, nil, err != nil && errors.Is(err, ErrDrop)) }); ok {
+			if err != nil {
+				s.done(dv.GetSeq(), err, nil, false)
+			}
+			return nil
+		}
 		return s.disp.submit(ctx, "q:"+del.Queue, func() {
 			hctx, cancel := context.WithTimeout(s.ctx, handlerTimeout)
 			err := safely(s.logger, "OnDelivery", func() error { return s.impl.OnDelivery(hctx, del) })

@@ -19,7 +19,10 @@ const handlerTimeout = 30 * time.Second
 // recovered and reported as the call's error.
 func NewLocalClient(p Plugin) Client {
 	ctx, cancel := context.WithCancel(context.Background())
-	return &localClient{p: p, disp: newDispatcher(dispatchWorkers, localDispatchDepth), ctx: ctx, cancel: cancel, logger: slog.Default()}
+	return &localClient{
+		p: p, disp: newDispatcher(dispatchWorkers, localDispatchDepth), batch: newBatching(p, ctx, slog.Default()),
+		ctx: ctx, cancel: cancel, logger: slog.Default(),
+	}
 }
 
 var _ Client = (*localClient)(nil)
@@ -27,6 +30,7 @@ var _ Client = (*localClient)(nil)
 type localClient struct {
 	p      Plugin
 	disp   *dispatcher
+	batch  *batching
 	ctx    context.Context
 	cancel context.CancelFunc
 	logger *slog.Logger
@@ -35,6 +39,9 @@ type localClient struct {
 
 func (c *localClient) Describe(context.Context) (d Descriptor, err error) {
 	err = safely(c.logger, "Describe", func() error { d = c.p.Describe(); return nil })
+	if err == nil {
+		err = c.batch.declare(d)
+	}
 	return d, err
 }
 
@@ -42,7 +49,10 @@ func (c *localClient) Start(ctx context.Context, host HostServices, config json.
 	if l := host.Logger(); l != nil {
 		c.logger = l
 	}
-	return safely(c.logger, "Start", func() error { return c.p.Start(ctx, NewHost(host), config) })
+	if err := safely(c.logger, "Start", func() error { return c.p.Start(ctx, NewHost(host), config) }); err != nil {
+		return err
+	}
+	return c.batch.start(host.InstanceID(), c.logger, c.p)
 }
 
 func (c *localClient) Connect(s Socket, done func(error)) error {
@@ -87,6 +97,9 @@ func (c *localClient) Disconnect(s Socket, reason string, done func(error)) erro
 }
 
 func (c *localClient) Deliver(d Delivery, done func(error)) error {
+	if ok, err := c.batch.deliver(d, done); ok {
+		return err
+	}
 	return c.disp.trySubmit("q:"+d.Queue, func() {
 		ctx, cancel := context.WithTimeout(c.ctx, handlerTimeout)
 		err := safely(c.logger, "OnDelivery", func() error { return c.p.OnDelivery(ctx, d) })
@@ -112,6 +125,7 @@ func (c *localClient) Done() <-chan struct{} { return c.ctx.Done() }
 func (c *localClient) Close() error {
 	c.once.Do(func() {
 		c.disp.close()
+		c.batch.close()
 		c.cancel()
 	})
 	return nil

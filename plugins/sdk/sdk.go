@@ -6,6 +6,7 @@ import (
 	"log/slog"
 	"net/http"
 	"net/url"
+	"time"
 )
 
 // ProtocolVersion is the version of the host<->plugin contract (the gRPC service
@@ -57,7 +58,8 @@ type Exchange struct {
 }
 
 // Queue is a bus queue a plugin consumes. Deliveries reach Plugin.OnDelivery
-// and are acked when it returns nil.
+// (or BatchDeliveryHandler.OnDeliveries when BatchMax > 0) and are acked
+// when it returns nil.
 type Queue struct {
 	// Name of the queue. "{instance}" in the name is replaced by the host's
 	// instance id, for queues that each instance needs its own copy of.
@@ -74,6 +76,15 @@ type Queue struct {
 	// connection (nothing published meanwhile is lost) and still goes away
 	// when its instance dies.
 	ExpiresMs int64 `json:"expiresMs,omitempty"`
+	// BatchMax, when > 0, hands the queue's deliveries to the plugin's
+	// BatchDeliveryHandler in batches of up to BatchMax instead of one at a
+	// time to OnDelivery. It needs Prefetch >= BatchMax (a consumer never
+	// holds more than Prefetch unanswered deliveries).
+	BatchMax int `json:"batchMax,omitempty"`
+	// BatchWait is how long a batch that is not full may wait for more
+	// deliveries, counted from the arrival of its oldest (0: take what is
+	// waiting). See BatchDeliveryHandler.
+	BatchWait time.Duration `json:"batchWait,omitempty"`
 }
 
 // Descriptor is what a plugin declares about itself.
@@ -138,6 +149,19 @@ type Plugin interface {
 	OnDelivery(ctx context.Context, d Delivery) error
 	// Stop releases resources; the host calls it before it kills the process.
 	Stop(ctx context.Context) error
+}
+
+// BatchDeliveryHandler is implemented by a plugin that handles the
+// deliveries of its queues with BatchMax > 0 in batches.
+//
+// OnDeliveries gets the deliveries of one queue, in queue order, at most
+// BatchMax of them; the next batch of that queue starts after it returned.
+// It returns one error per delivery, in the same order: nil acks it, an
+// error nacks and requeues it, an error wrapping ErrDrop nacks it without
+// requeue. A missing result requeues its delivery; a panic requeues the
+// whole batch. Queues without BatchMax still go to OnDelivery.
+type BatchDeliveryHandler interface {
+	OnDeliveries(ctx context.Context, ds []Delivery) []error
 }
 
 // Target says who an Emit goes to.

@@ -265,15 +265,21 @@ func (x *Exchange) GetDurable() bool {
 }
 
 type Queue struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Name          string                 `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
-	Exchange      string                 `protobuf:"bytes,2,opt,name=exchange,proto3" json:"exchange,omitempty"`
-	Bindings      []string               `protobuf:"bytes,3,rep,name=bindings,proto3" json:"bindings,omitempty"`
-	Durable       bool                   `protobuf:"varint,4,opt,name=durable,proto3" json:"durable,omitempty"`
-	AutoDelete    bool                   `protobuf:"varint,5,opt,name=auto_delete,json=autoDelete,proto3" json:"auto_delete,omitempty"`
-	Exclusive     bool                   `protobuf:"varint,6,opt,name=exclusive,proto3" json:"exclusive,omitempty"`
-	Prefetch      int32                  `protobuf:"varint,7,opt,name=prefetch,proto3" json:"prefetch,omitempty"`
-	ExpiresMs     int64                  `protobuf:"varint,8,opt,name=expires_ms,json=expiresMs,proto3" json:"expires_ms,omitempty"`
+	state      protoimpl.MessageState `protogen:"open.v1"`
+	Name       string                 `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
+	Exchange   string                 `protobuf:"bytes,2,opt,name=exchange,proto3" json:"exchange,omitempty"`
+	Bindings   []string               `protobuf:"bytes,3,rep,name=bindings,proto3" json:"bindings,omitempty"`
+	Durable    bool                   `protobuf:"varint,4,opt,name=durable,proto3" json:"durable,omitempty"`
+	AutoDelete bool                   `protobuf:"varint,5,opt,name=auto_delete,json=autoDelete,proto3" json:"auto_delete,omitempty"`
+	Exclusive  bool                   `protobuf:"varint,6,opt,name=exclusive,proto3" json:"exclusive,omitempty"`
+	Prefetch   int32                  `protobuf:"varint,7,opt,name=prefetch,proto3" json:"prefetch,omitempty"`
+	ExpiresMs  int64                  `protobuf:"varint,8,opt,name=expires_ms,json=expiresMs,proto3" json:"expires_ms,omitempty"`
+	// batch_max > 0: the plugin handles this queue's deliveries in batches of
+	// up to batch_max (sdk.BatchDeliveryHandler), waiting up to batch_wait_ms
+	// for more; a host may then hand over several deliveries (up to prefetch)
+	// without waiting for each answer.
+	BatchMax      int32 `protobuf:"varint,9,opt,name=batch_max,json=batchMax,proto3" json:"batch_max,omitempty"`
+	BatchWaitMs   int64 `protobuf:"varint,10,opt,name=batch_wait_ms,json=batchWaitMs,proto3" json:"batch_wait_ms,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -360,6 +366,20 @@ func (x *Queue) GetPrefetch() int32 {
 func (x *Queue) GetExpiresMs() int64 {
 	if x != nil {
 		return x.ExpiresMs
+	}
+	return 0
+}
+
+func (x *Queue) GetBatchMax() int32 {
+	if x != nil {
+		return x.BatchMax
+	}
+	return 0
+}
+
+func (x *Queue) GetBatchWaitMs() int64 {
+	if x != nil {
+		return x.BatchWaitMs
 	}
 	return 0
 }
@@ -2262,7 +2282,7 @@ const file_plugin_proto_rawDesc = "" +
 	"\bExchange\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12\x12\n" +
 	"\x04kind\x18\x02 \x01(\tR\x04kind\x12\x18\n" +
-	"\adurable\x18\x03 \x01(\bR\adurable\"\xe7\x01\n" +
+	"\adurable\x18\x03 \x01(\bR\adurable\"\xa8\x02\n" +
 	"\x05Queue\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12\x1a\n" +
 	"\bexchange\x18\x02 \x01(\tR\bexchange\x12\x1a\n" +
@@ -2273,7 +2293,10 @@ const file_plugin_proto_rawDesc = "" +
 	"\texclusive\x18\x06 \x01(\bR\texclusive\x12\x1a\n" +
 	"\bprefetch\x18\a \x01(\x05R\bprefetch\x12\x1d\n" +
 	"\n" +
-	"expires_ms\x18\b \x01(\x03R\texpiresMs\"\xf4\x01\n" +
+	"expires_ms\x18\b \x01(\x03R\texpiresMs\x12\x1b\n" +
+	"\tbatch_max\x18\t \x01(\x05R\bbatchMax\x12\"\n" +
+	"\rbatch_wait_ms\x18\n" +
+	" \x01(\x03R\vbatchWaitMs\"\xf4\x01\n" +
 	"\n" +
 	"Descriptor\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12\x18\n" +
