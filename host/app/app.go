@@ -403,6 +403,10 @@ func (s *services) DeclareExchange(ctx context.Context, ex sdk.Exchange) error {
 func (s *services) Consume(ctx context.Context, q sdk.Queue, h func(context.Context, sdk.Delivery) error) (func(), error) {
 	return s.bus.Consume(ctx, q, h)
 }
+
+func (s *services) ConsumeAsync(ctx context.Context, q sdk.Queue, h func(context.Context, sdk.Delivery, func(error))) (func(), error) {
+	return s.bus.ConsumeAsync(ctx, q, h)
+}
 func (s *services) Directory() sdk.Directory  { return s.dir }
 func (s *services) Logger() *slog.Logger      { return s.log }
 func (s *services) InstanceID() string        { return s.instance }

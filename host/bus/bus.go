@@ -9,6 +9,7 @@ import (
 	"net/url"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/clowdr/realtime/host/config"
@@ -20,6 +21,15 @@ import (
 // (the message is discarded). A panicking handler is recovered, logged and its
 // delivery is dropped, so that one poison message cannot loop forever.
 type Handler func(ctx context.Context, d sdk.Delivery) error
+
+// AsyncHandler starts handling one delivery and calls settle exactly once,
+// from any goroutine, with what a Handler would return (a panic before settle
+// drops the delivery). The consumer passes the next delivery as soon as
+// AsyncHandler returns, so deliveries start in queue order and up to the
+// queue's prefetch are in flight at once: what a consumer that batches needs
+// (the chat writeback). A settle after the consumer stopped or its channel
+// closed is harmless: the broker redelivers what was not acked.
+type AsyncHandler func(ctx context.Context, d sdk.Delivery, settle func(error))
 
 // Bus is a message bus with AMQP exchange/queue/binding semantics. All methods
 // are safe for concurrent use.
@@ -53,6 +63,11 @@ type Bus interface {
 	// and returns prefetched, unhandled deliveries to the queue. It is
 	// idempotent. Handlers get a context that is canceled when the bus closes.
 	Consume(ctx context.Context, q sdk.Queue, h Handler) (stop func(), err error)
+	// ConsumeAsync is Consume with an AsyncHandler: deliveries start one at a
+	// time in queue order, but the next starts without waiting for the
+	// previous one's settle, up to q.Prefetch unsettled. stop does not wait
+	// for unsettled deliveries (they are redelivered unless settled).
+	ConsumeAsync(ctx context.Context, q sdk.Queue, h AsyncHandler) (stop func(), err error)
 	// Ready returns nil when the bus is connected (memory: always, until Close).
 	Ready() error
 	// Kind is "rabbitmq" or "memory".
@@ -203,15 +218,29 @@ const (
 	outcomeDrop    outcome = "drop"
 )
 
-// runHandler calls h, recovering a panic, and classifies its result.
-func runHandler(ctx context.Context, log *slog.Logger, h Handler, d sdk.Delivery) (res outcome) {
+// syncHandler runs h to completion inside the AsyncHandler call, so a
+// consumer loop that calls it handles one delivery at a time.
+func syncHandler(h Handler) AsyncHandler {
+	return func(ctx context.Context, d sdk.Delivery, settle func(error)) { settle(h(ctx, d)) }
+}
+
+// runAsync starts h on d; settle gets the outcome exactly once (drop if h
+// panics before settling).
+func runAsync(ctx context.Context, log *slog.Logger, h AsyncHandler, d sdk.Delivery, settle func(outcome)) {
+	var once sync.Once
 	defer func() {
 		if r := recover(); r != nil {
 			log.Error("bus: handler panicked; dropping the delivery", "queue", d.Queue, "routing_key", d.RoutingKey, "panic", r)
-			res = outcomeDrop
+			once.Do(func() { settle(outcomeDrop) })
 		}
 	}()
-	err := h(ctx, d)
+	h(ctx, d, func(err error) {
+		once.Do(func() { settle(classifyResult(log, d, err)) })
+	})
+}
+
+// classifyResult maps a handler's error to what happens to its delivery.
+func classifyResult(log *slog.Logger, d sdk.Delivery, err error) outcome {
 	switch {
 	case err == nil:
 		return outcomeAck

@@ -258,6 +258,91 @@ func runContractTests(t *testing.T, newBus func(t *testing.T) Bus) {
 		}
 	})
 
+	t.Run("async consumer", func(t *testing.T) {
+		// ConsumeAsync starts deliveries in queue order without waiting for
+		// settles, up to the prefetch; each settle acks, requeues or drops
+		// its own delivery.
+		b := newBus(t)
+		ex := uniq("topic")
+		mustDeclare(t, b, sdk.Exchange{Name: ex})
+		const prefetch = 4
+		var mu sync.Mutex
+		var started []string
+		var settles []func(error)
+		signal := make(chan struct{}, 1)
+		stop, err := b.ConsumeAsync(context.Background(), sdk.Queue{Name: uniq("q"), Exchange: ex, Bindings: []string{"#"}, Prefetch: prefetch, AutoDelete: true},
+			func(_ context.Context, d sdk.Delivery, settle func(error)) {
+				mu.Lock()
+				label := string(d.Body)
+				if d.Redelivered {
+					label += "(again)"
+				}
+				started = append(started, label)
+				settles = append(settles, settle)
+				mu.Unlock()
+				select {
+				case signal <- struct{}{}:
+				default:
+				}
+			})
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer stop()
+		waitStarted := func(n int) []string {
+			t.Helper()
+			deadline := time.After(waitLimit)
+			for {
+				mu.Lock()
+				got := slices.Clone(started)
+				mu.Unlock()
+				if len(got) >= n {
+					return got
+				}
+				select {
+				case <-signal:
+				case <-deadline:
+					t.Fatalf("timed out waiting for %d started deliveries; got %v", n, got)
+				}
+			}
+		}
+		for _, body := range []string{"requeue", "drop", "ack", "ack2", "late"} {
+			mustPublish(t, b, ex, "k", body)
+		}
+		// Nothing settled: exactly the prefetch is in flight, in order.
+		got := waitStarted(prefetch)
+		time.Sleep(100 * time.Millisecond) // a fifth start would be a bug
+		mu.Lock()
+		got = slices.Clone(started)
+		first := slices.Clone(settles)
+		mu.Unlock()
+		if want := []string{"requeue", "drop", "ack", "ack2"}; !slices.Equal(got, want) {
+			t.Fatalf("started before any settle = %v, want %v", got, want)
+		}
+		// Settle out of order, from other goroutines.
+		var wg sync.WaitGroup
+		for i, err := range []error{errors.New("transient"), fmt.Errorf("bad: %w", sdk.ErrDrop), nil, nil} {
+			wg.Add(1)
+			go func() { defer wg.Done(); first[i](err) }()
+		}
+		wg.Wait()
+		got = waitStarted(6)
+		mu.Lock()
+		for _, settle := range settles[prefetch:] {
+			settle(nil)
+		}
+		mu.Unlock()
+		slices.Sort(got[prefetch:])
+		if want := []string{"late", "requeue(again)"}; !slices.Equal(got[prefetch:], want) {
+			t.Errorf("after the settles started %v, want %v (the requeued one back, the dropped one not)", got[prefetch:], want)
+		}
+		time.Sleep(100 * time.Millisecond)
+		if mu.Lock(); len(started) != 6 {
+			t.Errorf("deliveries started = %v, want 6", started)
+		}
+		mu.Unlock()
+	})
+
 	t.Run("per-queue order", func(t *testing.T) {
 		b := newBus(t)
 		ex := uniq("topic")

@@ -60,7 +60,8 @@ type memMsg struct {
 type memConsumer struct {
 	b        *memoryBus
 	q        *memQueue
-	h        Handler
+	h        AsyncHandler
+	async    bool // h settles later: no pause in the loop after a requeue
 	prefetch int
 	unacked  int  // guarded by b.mu: messages in inbox plus the one in the handler
 	stopping bool // guarded by b.mu
@@ -227,6 +228,19 @@ func (b *memoryBus) Consume(_ context.Context, qd sdk.Queue, h Handler) (func(),
 	if h == nil {
 		return nil, fmt.Errorf("%w: nil handler", ErrInvalid)
 	}
+	return b.consume(qd, syncHandler(h), false)
+}
+
+// ConsumeAsync is Consume with deliveries in flight concurrently (see Bus):
+// the consumer's prefetch bounds its unsettled messages.
+func (b *memoryBus) ConsumeAsync(_ context.Context, qd sdk.Queue, h AsyncHandler) (func(), error) {
+	if h == nil {
+		return nil, fmt.Errorf("%w: nil handler", ErrInvalid)
+	}
+	return b.consume(qd, h, true)
+}
+
+func (b *memoryBus) consume(qd sdk.Queue, h AsyncHandler, async bool) (func(), error) {
 	qd, err := normalizeQueue(qd, b.instanceID)
 	if err != nil {
 		return nil, err
@@ -264,7 +278,7 @@ func (b *memoryBus) Consume(_ context.Context, qd sdk.Queue, h Handler) (func(),
 		}
 	}
 	c := &memConsumer{
-		b: b, q: q, h: h, prefetch: qd.Prefetch,
+		b: b, q: q, h: h, async: async, prefetch: qd.Prefetch,
 		inbox:  make(chan memMsg, qd.Prefetch),
 		stopCh: make(chan struct{}),
 		done:   make(chan struct{}),
@@ -291,12 +305,13 @@ func (c *memConsumer) run() {
 			return
 		case msg := <-c.inbox:
 			d := sdk.Delivery{Queue: c.q.def.Name, Exchange: msg.exchange, RoutingKey: msg.key, Body: msg.body, Redelivered: msg.redelivered}
-			o := runHandler(c.b.ctx, c.b.log, c.h, d)
-			c.b.m.delivered(c.q.def.Name, o)
-			c.settle(msg, o)
-			if o == outcomeRequeue {
-				sleepCtx(requeueDelay, c.stopCh)
-			}
+			runAsync(c.b.ctx, c.b.log, c.h, d, func(o outcome) {
+				c.b.m.delivered(c.q.def.Name, o)
+				c.settle(msg, o)
+				if o == outcomeRequeue && !c.async {
+					sleepCtx(requeueDelay, c.stopCh)
+				}
+			})
 		}
 	}
 }
@@ -305,7 +320,9 @@ func (c *memConsumer) settle(msg memMsg, o outcome) {
 	b := c.b
 	b.mu.Lock()
 	defer b.mu.Unlock()
-	c.unacked--
+	if c.unacked > 0 { // 0 after stop: an async settle may come later
+		c.unacked--
+	}
 	if o == outcomeRequeue && !c.q.deleted {
 		msg.redelivered = true
 		c.q.ready.PushFront(msg)

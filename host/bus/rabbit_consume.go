@@ -20,7 +20,8 @@ import (
 type rabbitConsumer struct {
 	b      *rabbitBus
 	q      sdk.Queue
-	h      Handler
+	h      AsyncHandler
+	async  bool // h settles later: no pause in the loop after a requeue
 	tag    string
 	log    *slog.Logger
 	stopCh chan struct{}
@@ -39,6 +40,18 @@ func (b *rabbitBus) Consume(ctx context.Context, q sdk.Queue, h Handler) (func()
 	if h == nil {
 		return nil, fmt.Errorf("%w: nil handler", ErrInvalid)
 	}
+	return b.consume(ctx, q, syncHandler(h), false)
+}
+
+// ConsumeAsync is Consume with deliveries in flight concurrently (see Bus).
+func (b *rabbitBus) ConsumeAsync(ctx context.Context, q sdk.Queue, h AsyncHandler) (func(), error) {
+	if h == nil {
+		return nil, fmt.Errorf("%w: nil handler", ErrInvalid)
+	}
+	return b.consume(ctx, q, h, true)
+}
+
+func (b *rabbitBus) consume(ctx context.Context, q sdk.Queue, h AsyncHandler, async bool) (func(), error) {
 	q, err := normalizeQueue(q, b.instanceID)
 	if err != nil {
 		return nil, err
@@ -50,7 +63,7 @@ func (b *rabbitBus) Consume(ctx context.Context, q sdk.Queue, h Handler) (func()
 	}
 	b.tagSeq++
 	c := &rabbitConsumer{
-		b: b, q: q, h: h,
+		b: b, q: q, h: h, async: async,
 		tag:    fmt.Sprintf("realtime-%s-%d", b.instanceID, b.tagSeq),
 		log:    b.log.With("queue", q.Name),
 		stopCh: make(chan struct{}),
@@ -227,23 +240,27 @@ func (c *rabbitConsumer) setup(ch *amqp.Channel) (<-chan amqp.Delivery, error) {
 	return deliveries, nil
 }
 
-// handle runs the handler and settles d on the channel that delivered it.
-// A failed ack/nack means the channel is gone; the broker redelivers.
+// handle starts the handler and settles d on the channel that delivered it
+// when the handler is done (before handle returns, unless async). A failed
+// ack/nack means the channel is gone; the broker redelivers.
 func (c *rabbitConsumer) handle(d amqp.Delivery) {
 	sd := sdk.Delivery{Queue: c.q.Name, Exchange: d.Exchange, RoutingKey: d.RoutingKey, Body: d.Body, Redelivered: d.Redelivered}
-	o := runHandler(c.b.handlerCtx, c.b.log, c.h, sd)
-	c.b.m.delivered(c.q.Name, o)
-	var err error
-	switch o {
-	case outcomeAck:
-		err = d.Ack(false)
-	case outcomeDrop:
-		err = d.Nack(false, false)
-	default:
-		err = d.Nack(false, true)
-		sleepCtx(requeueDelay, c.stopCh)
-	}
-	if err != nil {
-		c.log.Debug("bus: settling a delivery failed; the broker will redeliver it", "outcome", string(o), "err", err)
-	}
+	runAsync(c.b.handlerCtx, c.b.log, c.h, sd, func(o outcome) {
+		c.b.m.delivered(c.q.Name, o)
+		var err error
+		switch o {
+		case outcomeAck:
+			err = d.Ack(false)
+		case outcomeDrop:
+			err = d.Nack(false, false)
+		default:
+			err = d.Nack(false, true)
+			if !c.async {
+				sleepCtx(requeueDelay, c.stopCh)
+			}
+		}
+		if err != nil {
+			c.log.Debug("bus: settling a delivery failed; the broker will redeliver it", "outcome", string(o), "err", err)
+		}
+	})
 }

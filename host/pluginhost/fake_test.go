@@ -12,6 +12,7 @@ import (
 	"sort"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/clowdr/realtime/plugins/sdk"
 	"github.com/clowdr/realtime/plugins/sdk/sdktest"
@@ -51,7 +52,10 @@ func (p *testPlugin) Describe() sdk.Descriptor {
 		Events:    []string{"ptest.echo", "ptest.host", "ptest.pid", "ptest.connects", "ptest.fail", "ptest.log"},
 		Routes:    []sdk.Route{{Method: http.MethodGet, Path: "/ptest/hello"}},
 		Exchanges: []sdk.Exchange{{Name: "ptest.ex", Kind: "topic", Durable: true}},
-		Queues:    []sdk.Queue{{Name: "ptest.{instance}", Exchange: "ptest.ex", Bindings: []string{"#"}}},
+		Queues: []sdk.Queue{
+			{Name: "ptest.{instance}", Exchange: "ptest.ex", Bindings: []string{"#"}},
+			{Name: "ptest.batch", Exchange: "ptest.ex", Bindings: []string{"batch"}, Prefetch: 8, BatchMax: 8, BatchWait: 200 * time.Millisecond},
+		},
 	}
 }
 
@@ -129,6 +133,20 @@ func (p *testPlugin) OnDelivery(ctx context.Context, d sdk.Delivery) error {
 	return p.host.Emit(ctx, sdk.RoomTarget("deliveries"), "delivered", d.Queue, string(d.Body))
 }
 
+// OnDeliveries handles ptest.batch: it emits each batch's bodies.
+func (p *testPlugin) OnDeliveries(ctx context.Context, ds []sdk.Delivery) []error {
+	bodies := make([]string, len(ds))
+	for i, d := range ds {
+		bodies[i] = string(d.Body)
+	}
+	err := p.host.Emit(ctx, sdk.RoomTarget("deliveries"), "batch", bodies)
+	errs := make([]error, len(ds))
+	for i := range errs {
+		errs[i] = err
+	}
+	return errs
+}
+
 func (p *testPlugin) OnHTTP(_ context.Context, r sdk.HTTPRequest) (sdk.HTTPResponse, error) {
 	return sdk.HTTPResponse{Status: http.StatusOK, Header: http.Header{"X-Plugin": {p.name}},
 		Body: []byte("hello " + r.Query.Get("name") + " " + string(r.Body))}, nil
@@ -143,6 +161,7 @@ type fakeServices struct {
 	emitCh    chan emitRec // when set, every emit is also sent here
 	exchanges []sdk.Exchange
 	consumers map[string]func(context.Context, sdk.Delivery) error
+	async     map[string]func(context.Context, sdk.Delivery, func(error))
 	live      []sdk.Socket
 	stopped   int
 	log       *slog.Logger // plugins' logger (default: discards)
@@ -159,7 +178,8 @@ func newFakeServices(t testing.TB) *fakeServices {
 	h := sdktest.NewHost()
 	t.Cleanup(h.Close)
 	h.Dir.ConferenceSlugsFunc = func(_ context.Context, u string) ([]string, error) { return []string{"conf-" + u}, nil }
-	return &fakeServices{h: h, consumers: map[string]func(context.Context, sdk.Delivery) error{}}
+	return &fakeServices{h: h, consumers: map[string]func(context.Context, sdk.Delivery) error{},
+		async: map[string]func(context.Context, sdk.Delivery, func(error)){}}
 }
 
 func (f *fakeServices) Emit(_ context.Context, plugin string, to sdk.Target, event string, args []json.RawMessage) error {
@@ -200,6 +220,17 @@ func (f *fakeServices) Consume(_ context.Context, q sdk.Queue, h func(context.Co
 	defer f.mu.Unlock()
 	f.consumers[q.Name] = h
 	return func() { f.mu.Lock(); f.stopped++; f.mu.Unlock() }, nil
+}
+func (f *fakeServices) ConsumeAsync(_ context.Context, q sdk.Queue, h func(context.Context, sdk.Delivery, func(error))) (func(), error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.async[q.Name] = h
+	return func() { f.mu.Lock(); f.stopped++; f.mu.Unlock() }, nil
+}
+func (f *fakeServices) asyncConsumer(name string) func(context.Context, sdk.Delivery, func(error)) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.async[name]
 }
 func (f *fakeServices) consumer(name string) func(context.Context, sdk.Delivery) error {
 	f.mu.Lock()

@@ -411,6 +411,23 @@ func (in *instance) deliver(ctx context.Context, d sdk.Delivery) error {
 	}
 }
 
+// deliverAsync hands d to the plugin and returns; settle gets the plugin's
+// answer. It waits only while the plugin is not running (bounded, as
+// deliver), so the bus keeps passing deliveries in queue order to a plugin
+// that batches them (sdk.Queue.BatchMax).
+func (in *instance) deliverAsync(ctx context.Context, d sdk.Delivery, settle func(error)) {
+	c, err := in.waitRunning(ctx, deliveryWait)
+	if err != nil {
+		settle(err)
+		return
+	}
+	in.inflight.Add(1)
+	if err := c.Deliver(d, func(err error) { in.inflight.Add(-1); settle(err) }); err != nil {
+		in.inflight.Add(-1)
+		settle(fmt.Errorf("plugin %s: %w", in.name, err))
+	}
+}
+
 // stop drains and stops this plugin: no new calls, in-flight ones finish
 // (bounded by ctx), Plugin.Stop, then a bounded kill.
 func (in *instance) stop(ctx context.Context) error {

@@ -258,12 +258,24 @@ func (m *Manager) Start(ctx context.Context) error {
 		for _, q := range launchedAll[i].desc.Queues {
 			q.Name = strings.ReplaceAll(q.Name, "{instance}", m.svc.InstanceID())
 			queue := q.Name
-			stop, err := m.svc.Consume(ctx, q, func(ctx context.Context, d sdk.Delivery) error {
-				if d.Queue == "" {
-					d.Queue = queue
-				}
-				return in.deliver(ctx, d)
-			})
+			var stop func()
+			var err error
+			if q.BatchMax > 0 {
+				// The plugin batches: keep up to the prefetch in flight.
+				stop, err = m.svc.ConsumeAsync(ctx, q, func(ctx context.Context, d sdk.Delivery, settle func(error)) {
+					if d.Queue == "" {
+						d.Queue = queue
+					}
+					in.deliverAsync(ctx, d, settle)
+				})
+			} else {
+				stop, err = m.svc.Consume(ctx, q, func(ctx context.Context, d sdk.Delivery) error {
+					if d.Queue == "" {
+						d.Queue = queue
+					}
+					return in.deliver(ctx, d)
+				})
+			}
 			if err != nil {
 				return fail(fmt.Errorf("plugin %q: consume queue %q: %w", in.name, q.Name, err))
 			}

@@ -11,6 +11,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"reflect"
+	"slices"
 	"strconv"
 	"strings"
 	"syscall"
@@ -255,6 +256,38 @@ func TestPlugin(t *testing.T) {
 				t.Errorf("delivery emit = %+v", last)
 			}
 
+			// A batching queue: deliveries go on without waiting for
+			// answers, so the plugin gets them in one batch, in order.
+			batch := svc.asyncConsumer("ptest.batch")
+			if batch == nil || svc.consumer("ptest.batch") != nil {
+				t.Fatalf("ptest.batch (BatchMax 8) must be consumed asynchronously")
+			}
+			settled := make(chan error, 5)
+			for i := range 5 {
+				batch(context.Background(), sdk.Delivery{RoutingKey: "batch", Body: []byte(strconv.Itoa(i))}, func(err error) { settled <- err })
+			}
+			for range 5 {
+				select {
+				case err := <-settled:
+					if err != nil {
+						t.Errorf("batched delivery: %v", err)
+					}
+				case <-time.After(10 * time.Second):
+					t.Fatal("batched deliveries not settled")
+				}
+			}
+			var batches [][]string
+			for _, e := range svc.Emits() {
+				if e.Event == "batch" {
+					var b []string
+					_ = json.Unmarshal(e.Args[0], &b)
+					batches = append(batches, b)
+				}
+			}
+			if len(batches) == 0 || len(batches) > 4 || !slices.Equal(slices.Concat(batches...), []string{"0", "1", "2", "3", "4"}) {
+				t.Errorf("batches = %v, want 0..4 in order in fewer batches than deliveries", batches)
+			}
+
 			// HTTP.
 			rec := httptest.NewRecorder()
 			m.ServeHTTP("ptest", rec, httptest.NewRequest(http.MethodGet, "/ptest/hello?name=bob", strings.NewReader("body")))
@@ -311,8 +344,8 @@ func TestPlugin(t *testing.T) {
 			if rec.Code != http.StatusServiceUnavailable {
 				t.Errorf("HTTP after stop = %d", rec.Code)
 			}
-			if svc.stopped != 1 {
-				t.Errorf("consumers stopped %d times", svc.stopped)
+			if svc.stopped != 2 { // ptest.<instance> and ptest.batch
+				t.Errorf("consumers stopped %d times, want 2", svc.stopped)
 			}
 		})
 	}

@@ -22,6 +22,10 @@ type Services interface {
 	// Consume delivers the queue's messages to h until stop is called; h's nil
 	// acks, an error nacks (without requeue when it wraps sdk.ErrDrop).
 	Consume(ctx context.Context, q sdk.Queue, h func(ctx context.Context, d sdk.Delivery) error) (stop func(), err error)
+	// ConsumeAsync is Consume for a plugin that batches (q.BatchMax > 0): h
+	// returns once it handed the delivery on and calls settle with the
+	// answer later; up to q.Prefetch deliveries are in flight.
+	ConsumeAsync(ctx context.Context, q sdk.Queue, h func(ctx context.Context, d sdk.Delivery, settle func(error))) (stop func(), err error)
 	Directory() sdk.Directory
 	Logger() *slog.Logger
 	InstanceID() string
