@@ -15,11 +15,14 @@ import (
 	"github.com/clowdr/realtime/internal/testserver"
 )
 
-// fakeHasura answers the chat writeback's GraphQL mutations and counts the
-// message sIds it was asked to insert.
+// fakeHasura answers the chat writeback's GraphQL mutations as Hasura would
+// (one request per batch: each objects variable o<N> is an insert whose rows
+// come back in f<N>.returning, each s<N> an update or delete of one row) and
+// counts the message sIds it was asked to insert.
 type fakeHasura struct {
-	mu      sync.Mutex
-	inserts map[string]int
+	mu       sync.Mutex
+	inserts  map[string]int
+	requests int
 }
 
 func newFakeHasura(t *testing.T) (*fakeHasura, string) {
@@ -32,31 +35,45 @@ func newFakeHasura(t *testing.T) (*fakeHasura, string) {
 func (h *fakeHasura) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	body, _ := io.ReadAll(io.LimitReader(r.Body, 1<<20))
 	var req struct {
-		Query     string `json:"query"`
-		Variables struct {
-			Objects []struct {
-				SID string `json:"sId"`
-			} `json:"objects"`
-		} `json:"variables"`
+		Query     string                     `json:"query"`
+		Variables map[string]json.RawMessage `json:"variables"`
 	}
 	if err := json.Unmarshal(body, &req); err != nil {
 		http.Error(w, "bad request", http.StatusBadRequest)
 		return
 	}
-	w.Header().Set("Content-Type", "application/json")
-	switch {
-	case strings.Contains(req.Query, "insert_chat_Message"):
-		var rows []map[string]string
-		h.mu.Lock()
-		for _, o := range req.Variables.Objects {
-			h.inserts[o.SID]++
-			rows = append(rows, map[string]string{"sId": o.SID})
+	data := map[string]any{}
+	h.mu.Lock()
+	h.requests++
+	for name, v := range req.Variables {
+		switch {
+		case strings.HasPrefix(name, "o"):
+			var objs []struct {
+				SID string `json:"sId"`
+			}
+			_ = json.Unmarshal(v, &objs)
+			rows := []map[string]string{}
+			for _, o := range objs {
+				if strings.Contains(req.Query, "insert_chat_Message") {
+					h.inserts[o.SID]++
+				}
+				rows = append(rows, map[string]string{"sId": o.SID})
+			}
+			data["f"+name[1:]] = map[string]any{"returning": rows}
+		case strings.HasPrefix(name, "s") && !strings.HasPrefix(name, "set"):
+			data["f"+name[1:]] = map[string]any{"affected_rows": 1}
 		}
-		h.mu.Unlock()
-		_ = json.NewEncoder(w).Encode(map[string]any{"data": map[string]any{"insert_chat_Message": map[string]any{"returning": rows}}})
-	default:
-		_ = json.NewEncoder(w).Encode(map[string]any{"data": map[string]any{}})
 	}
+	h.mu.Unlock()
+	w.Header().Set("Content-Type", "application/json")
+	_ = json.NewEncoder(w).Encode(map[string]any{"data": data})
+}
+
+// stats returns how many requests and inserted messages Hasura saw.
+func (h *fakeHasura) stats() (requests, inserted int) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	return h.requests, len(h.inserts)
 }
 
 // missing returns the ids never inserted.
@@ -244,6 +261,8 @@ func chatUnderBusFault(t *testing.T, amqp string, rounds int, fault func(round i
 			t.Errorf("%s was disconnected: %v", s.name, d)
 		}
 	}
+	reqs, inserted := hasura.stats()
+	t.Logf("writeback: %d messages inserted in %d GraphQL requests", inserted, reqs)
 	if m := hasura.missing(acked); len(m) > 0 {
 		t.Errorf("writeback: %d of %d acked messages never reached Hasura: %s", len(m), len(acked), head(m))
 	}

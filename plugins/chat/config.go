@@ -41,6 +41,12 @@ type Config struct {
 	// chat.reactions.writeback queues and writes their messages to Hasura
 	// (requires GraphQLURL).
 	Writeback bool `json:"writeback"`
+	// WritebackBatchMax is the most writeback messages written with one
+	// GraphQL request (default 100, the original's queue size).
+	WritebackBatchMax int `json:"writeback_batch_max"`
+	// WritebackBatchWait is how long a writeback batch that is not full
+	// waits for more messages, as a Go duration string (default "50ms").
+	WritebackBatchWait Duration `json:"writeback_batch_wait"`
 	// WebPush sends notifications through the push plugin (exchange
 	// "notifications", see plugins/push) instead of emitting them to the
 	// user's sockets; the push plugin then uses Web Push for users with
@@ -65,6 +71,10 @@ const (
 	DefaultNotifyDelay = 1500 * time.Millisecond
 	// DefaultMessageRecordTTL is the default of message_record_ttl.
 	DefaultMessageRecordTTL = 720 * time.Hour
+	// DefaultWritebackBatchMax is the default of writeback_batch_max.
+	DefaultWritebackBatchMax = 100
+	// DefaultWritebackBatchWait is the default of writeback_batch_wait.
+	DefaultWritebackBatchWait = 50 * time.Millisecond
 )
 
 // Duration is a time.Duration written as a Go duration string ("1500ms").
@@ -74,7 +84,7 @@ type Duration = kit.Duration
 // Errors name the offending key.
 func parseConfig(raw json.RawMessage) (Config, error) {
 	var c Config
-	if err := kit.DecodeConfig(raw, &c, "chat config", "1500ms", "notify_delay", "message_record_ttl"); err != nil {
+	if err := kit.DecodeConfig(raw, &c, "chat config", "1500ms", "notify_delay", "message_record_ttl", "writeback_batch_wait"); err != nil {
 		return c, err
 	}
 	if c.MaxMessageBytes == 0 {
@@ -111,6 +121,18 @@ func parseConfig(raw json.RawMessage) (Config, error) {
 		if strings.TrimSpace(m) == "" {
 			return c, fmt.Errorf("chat config: key \"moderators\": entry %d is empty", i)
 		}
+	}
+	if c.WritebackBatchMax == 0 {
+		c.WritebackBatchMax = DefaultWritebackBatchMax
+	}
+	if c.WritebackBatchMax < 1 || c.WritebackBatchMax > 1000 {
+		return c, fmt.Errorf("chat config: key \"writeback_batch_max\": %d is outside [1, 1000]", c.WritebackBatchMax)
+	}
+	if !c.WritebackBatchWait.Set {
+		c.WritebackBatchWait = Duration{D: DefaultWritebackBatchWait, Set: true}
+	}
+	if c.WritebackBatchWait.D < 0 || c.WritebackBatchWait.D > 10*time.Second {
+		return c, fmt.Errorf("chat config: key \"writeback_batch_wait\": %v must be in [0, 10s]", c.WritebackBatchWait.D)
 	}
 	if c.Writeback {
 		if c.GraphQLURL == "" {

@@ -47,8 +47,9 @@
 //
 // Write permission (§7.3 with §14.2 #7 fixed): INSERT asks
 // Directory.CanWriteChat(socket, chatId, data.senderId) and records the
-// sender at chat:message:<sId> (reactions: chat:reaction:<sId>) with SET NX;
-// an INSERT reusing another sender's or chat's sId is refused. UPDATE and
+// sender at chat:message:<sId> (reactions: chat:reaction:<sId>) with SET NX,
+// reading the existing record in the same script when there is one; an
+// INSERT reusing another sender's or chat's sId is refused. UPDATE and
 // DELETE never trust the payload's senderId: they use the recorded sender
 // (whose chatId must match the payload's) and overwrite data.senderId with
 // it; without a record (older than message_record_ttl, or sent before this
@@ -72,11 +73,21 @@
 // is logged and acked (requeueing would duplicate to members already served;
 // the original acked before processing too).
 //
+// A send costs the socket, in order: CanWriteChat, one store round trip
+// (the sender record; UPDATE/DELETE read it before CanWriteChat), Publish.
+// The socket's next event is handled once the ack is emitted; the socket's
+// sends are therefore published one after another, in the order sent.
+//
 // The once-per-message work runs on the SENDING instance after the publish
 // was confirmed, so it happens once however many instances there are:
-//   - at once: for INSERT of a type other than DUPLICATION_MARKER and EMOTE,
-//     ZADD the message to the chat's recent-messages window (score =
-//     created_at in ms) and trim it to the 10 newest; for DELETE, ZREM it;
+//   - right after the ack, in the background (one pipeline; the runs of one
+//     chat happen in publish order; at most 1024 wait per process, beyond
+//     which the send runs its own before returning; Stop waits for them):
+//     for INSERT, count the message (rt:stats) and, for a type other than
+//     DUPLICATION_MARKER and EMOTE, ZADD it to the chat's recent-messages
+//     window (score = created_at in ms) and trim it to the 10 newest; for
+//     DELETE, ZREM it. A client may see its ack, or the message, just before
+//     the window holds it;
 //   - after notify_delay (1500 ms, as the original), in a goroutine bounded
 //     by an in-flight limit (4096, then skipped with a warning) and canceled
 //     by Stop: unread counts (INSERT and DELETE) and notifications (INSERT),
@@ -149,20 +160,35 @@
 // # Writeback (optional)
 //
 // With writeback: true the durable queues chat.messages.writeback and
-// chat.reactions.writeback (bound "*", prefetch 100, as the original
-// topology) are declared and each message is written to Hasura at
-// graphql_url (header x-hasura-admin-secret: admin_secret): INSERT with
-// insert_chat_Message / insert_chat_Reaction on conflict Message_sId_key /
-// Reaction_sId_key (only the table's columns are sent), UPDATE with
-// update_<table>(where sId, _set: the updatable columns only — the
-// original's whole-object _set failed on non-column fields), DELETE with
-// delete_<table>(where sId). A delivery is acked only when Hasura confirmed
-// the row; network and HTTP errors requeue it (after a 1 s pause) forever;
-// a GraphQL error requeues it once and drops it on the redelivery; an
-// UPDATE/DELETE that finds no row is requeued once, then acked. Deliveries
-// of a queue reach the plugin one at a time, so rows are written one per
-// request rather than in the original's batches. Describe can only list the
-// writeback queues once Start has seen the config (see the package report).
+// chat.reactions.writeback (bound "*", prefetch max(100,
+// writeback_batch_max), as the original topology) are declared and their
+// messages are written to Hasura at graphql_url (header
+// x-hasura-admin-secret: admin_secret) in batches (sdk.BatchDeliveryHandler:
+// up to writeback_batch_max, default 100, waiting up to
+// writeback_batch_wait, default 50 ms, for a batch to fill). A batch is ONE
+// GraphQL mutation whose aliased fields f0, f1, ... follow delivery order
+// (Hasura runs them one after the other in one transaction): consecutive
+// INSERTs share one insert_chat_Message / insert_chat_Reaction (on conflict
+// Message_sId_key / Reaction_sId_key; an sId repeated starts a new field),
+// each UPDATE is update_<table>(where sId, _set: the updatable columns only
+// — the original's whole-object _set failed on non-column fields), each
+// DELETE delete_<table>(where sId); so an UPDATE runs after its INSERT. Only
+// the table's columns are sent.
+//
+// A delivery is acked only when Hasura confirmed its row (an INSERT's sId
+// returned, an UPDATE/DELETE with affected_rows). Network and HTTP errors
+// requeue the whole batch (after a 1 s pause, forever); once one request of
+// a batch failed so, the rest of it is requeued untried. A GraphQL error
+// rolls the whole request back, so the batch is split in halves until the
+// refused row is alone: the other rows are written and acked; the refused
+// one is requeued once and dropped with an error log on its redelivery (the
+// original acked such rows at once, and lost the nacks of a batch on a
+// network error). An UPDATE/DELETE that finds no row is requeued once, then
+// acked. Every delivery gets exactly one answer. The host still hands over a
+// queue's deliveries one at a time (host/bus), so until it pipelines them
+// the batches hold one delivery and do not wait (see plugins/sdk). Describe
+// can only list the writeback queues once Start has seen the config (see the
+// package report).
 //
 // # Config (plugins.chat.config, all optional)
 //
@@ -176,6 +202,8 @@
 //	writeback           bool      false; consume the writeback queues and write to Hasura
 //	graphql_url         string    Hasura GraphQL URL (required with writeback)
 //	admin_secret        string    Hasura admin secret for the writeback
+//	writeback_batch_max   int       100; most writeback rows per GraphQL request, [1, 1000]
+//	writeback_batch_wait  duration  "50ms"; how long a writeback batch waits to fill, [0, 10s]
 //
 // Unknown keys and bad values fail Start with an error naming the key.
 package chat

@@ -102,13 +102,18 @@ type Plugin struct {
 	retryBackoff time.Duration
 	// seen drops distribution messages redelivered after a reconnect.
 	seen *recent
+	// after runs the bookkeeping of acked sends in the background (send.go).
+	after afterRuns
 }
 
 // distributionQueueExpiry is how long a per-instance distribution queue
 // outlives its last consumer (a dead instance's queue goes away after it).
 const distributionQueueExpiry = 5 * time.Minute
 
-var _ sdk.Plugin = (*Plugin)(nil)
+var (
+	_ sdk.Plugin               = (*Plugin)(nil)
+	_ sdk.BatchDeliveryHandler = (*Plugin)(nil)
+)
 
 // New returns a chat plugin.
 func New() *Plugin {
@@ -118,6 +123,7 @@ func New() *Plugin {
 		local:    map[string]map[string]struct{}{},
 		pending:  make(chan struct{}, maxPendingFollowUps),
 		seen:     newRecent(20000),
+		after:    newAfterRuns(),
 
 		retryBackoff: defaultRetryBackoff,
 	}
@@ -156,14 +162,18 @@ func (p *Plugin) Describe() sdk.Descriptor {
 	}
 	p.mu.Lock()
 	wb, wp := p.cfg.Writeback, p.cfg.WebPush
+	batchMax, batchWait := p.cfg.WritebackBatchMax, p.cfg.WritebackBatchWait.D
 	p.mu.Unlock()
 	if wp {
 		d.Exchanges = append(d.Exchanges, push.Exchange())
 	}
 	if wb {
+		// Batched (OnDeliveries): one GraphQL request per batch. The
+		// prefetch must hold a whole batch.
+		prefetch := max(100, batchMax)
 		d.Queues = append(d.Queues,
-			sdk.Queue{Name: QueueMessagesWriteback, Exchange: ExchangeMessages, Bindings: []string{"*"}, Durable: true, Prefetch: 100},
-			sdk.Queue{Name: QueueReactionsWriteback, Exchange: ExchangeReactions, Bindings: []string{"*"}, Durable: true, Prefetch: 100},
+			sdk.Queue{Name: QueueMessagesWriteback, Exchange: ExchangeMessages, Bindings: []string{"*"}, Durable: true, Prefetch: prefetch, BatchMax: batchMax, BatchWait: batchWait},
+			sdk.Queue{Name: QueueReactionsWriteback, Exchange: ExchangeReactions, Bindings: []string{"*"}, Durable: true, Prefetch: prefetch, BatchMax: batchMax, BatchWait: batchWait},
 		)
 	}
 	return d

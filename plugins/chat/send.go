@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"strconv"
+	"sync"
 	"time"
 
 	"github.com/clowdr/realtime/plugins/internal/kit"
@@ -47,7 +48,7 @@ func (p *Plugin) send(ctx context.Context, e sdk.Event, k kind) {
 		if err := p.host.Emit(ctx, sdk.SocketTarget(e.Socket.ID), "chat.messages.send.ack", a.SID); err != nil {
 			p.log.Error("chat: emit ack", "socket", e.Socket.ID, "err", err)
 		}
-		p.afterPublish(ctx, e.Socket, a)
+		p.afterPublishInOrder(ctx, e.Socket, a)
 	}
 }
 
@@ -106,18 +107,23 @@ func (p *Plugin) authorizeWrite(ctx context.Context, s sdk.Socket, a *action) er
 		if err != nil {
 			return fmt.Errorf("record: %w", err)
 		}
-		res, err := store.Do(ctx, "SET", key, string(rec), "NX", "PX", p.cfg.MessageRecordTTL.D.Milliseconds())
-		if err != nil && !errors.Is(err, sdk.ErrNil) {
+		// One round trip: record the sender, or read the record already there.
+		res, err := store.Eval(ctx, recordScript, []string{key}, string(rec), p.cfg.MessageRecordTTL.D.Milliseconds())
+		if err != nil {
 			return fmt.Errorf("record sender: %w", err)
 		}
-		if res == nil || errors.Is(err, sdk.ErrNil) { // sId already recorded
-			old, found, err := p.loadRecord(ctx, a.kind, a.SID)
+		switch v := res.(type) {
+		case int64: // recorded now
+		case string: // sId already recorded
+			old, err := parseRecord(v)
 			if err != nil {
 				return err
 			}
-			if found && (old.ChatID != a.ChatID || old.SenderID != a.SenderID) {
+			if old.ChatID != a.ChatID || old.SenderID != a.SenderID {
 				return fmt.Errorf("%w: sId %s already belongs to another sender or chat", errForbidden, a.SID)
 			}
+		default:
+			return fmt.Errorf("record sender: unexpected reply %T", res)
 		}
 		return nil
 	}
@@ -156,50 +162,80 @@ func (p *Plugin) loadRecord(ctx context.Context, k kind, sID string) (record, bo
 	if err != nil {
 		return record{}, false, fmt.Errorf("load sender record: %w", err)
 	}
-	var r record
-	if err := json.Unmarshal([]byte(v), &r); err != nil {
-		return record{}, false, fmt.Errorf("load sender record: %w", err)
+	r, err := parseRecord(v)
+	if err != nil {
+		return record{}, false, err
 	}
 	return r, true, nil
 }
 
+func parseRecord(v string) (record, error) {
+	var r record
+	if err := json.Unmarshal([]byte(v), &r); err != nil {
+		return record{}, fmt.Errorf("load sender record: %w", err)
+	}
+	return r, nil
+}
+
+// recordScript records a sender (KEYS[1], ARGV[1], PX ARGV[2]) unless the sId
+// already has a record: 1 when it was recorded, else the existing record.
+const recordScript = `if redis.call('SET', KEYS[1], ARGV[1], 'NX', 'PX', ARGV[2]) then return 1 end
+return redis.call('GET', KEYS[1])`
+
 // afterPublish runs the once-per-message bookkeeping on the sending instance:
-// recent messages now, unread counts and notifications after the notify
-// delay (§6.2 steps 2 and 4).
+// the message count and recent messages now, in one round trip, and unread
+// counts and notifications after the notify delay (§6.2 steps 2 and 4).
 func (p *Plugin) afterPublish(ctx context.Context, s sdk.Socket, a *action) {
 	counted := a.Type != "DUPLICATION_MARKER" && a.Type != "EMOTE"
-	store := p.host.Store()
 	rk := recentMessagesKey(a.ChatID)
+	var cmds [][]any
 	switch a.Op {
 	case opInsert:
-		p.countMessage(ctx)
-		if !counted {
-			return
+		sk := StatsKeyPrefix + strconv.FormatInt(p.now().Unix()/60, 10)
+		cmds = [][]any{{"INCR", sk}, {"EXPIRE", sk, 3600}}
+		if counted {
+			created, _ := kit.JSONString(a.data["created_at"])
+			t, err := time.Parse(time.RFC3339Nano, created)
+			if err != nil {
+				t = p.now()
+			}
+			cmds = append(cmds, []any{"ZADD", rk, t.UnixMilli(), a.SID}, []any{"ZREMRANGEBYRANK", rk, 0, -11})
 		}
-		created, _ := kit.JSONString(a.data["created_at"])
-		t, err := time.Parse(time.RFC3339Nano, created)
-		if err != nil {
-			t = p.now()
+	case opDelete:
+		cmds = [][]any{{"ZREM", rk, a.SID}}
+	default:
+		return
+	}
+	replies, err := p.host.Store().Pipeline(ctx, cmds)
+	if err == nil {
+		for i, r := range replies {
+			if r.Err == nil {
+				continue
+			}
+			if a.Op == opInsert && i < 2 { // the admin page's counter only
+				p.log.Debug("chat: count message", "err", r.Err)
+				continue
+			}
+			err = r.Err
+			break
 		}
-		if err := pipeline(ctx, store, [][]any{
-			{"ZADD", rk, t.UnixMilli(), a.SID},
-			{"ZREMRANGEBYRANK", rk, 0, -11},
-		}); err != nil {
-			p.log.Error("chat: record recent message", "chat", a.ChatID, "err", err)
-		}
+	}
+	if err != nil {
+		p.log.Error("chat: update recent messages", "chat", a.ChatID, "op", a.Op, "err", err)
+	}
+	if !counted {
+		return
+	}
+	switch a.Op {
+	case opInsert:
 		f := followUp{chatID: a.ChatID, sID: a.SID, senderID: a.SenderID, typ: a.Type, text: a.Message}
 		if len(s.ConferenceSlugs) > 0 {
 			f.slug = s.ConferenceSlugs[0]
 		}
 		p.schedule("insert", func(ctx context.Context) { p.followUpInsert(ctx, f) })
 	case opDelete:
-		if _, err := store.Do(ctx, "ZREM", rk, a.SID); err != nil {
-			p.log.Error("chat: forget recent message", "chat", a.ChatID, "err", err)
-		}
-		if counted {
-			chatID := a.ChatID
-			p.schedule("delete", func(ctx context.Context) { p.updateUnreadCounts(ctx, chatID, "", "") })
-		}
+		chatID := a.ChatID
+		p.schedule("delete", func(ctx context.Context) { p.updateUnreadCounts(ctx, chatID, "", "") })
 	}
 }
 
@@ -207,9 +243,72 @@ func (p *Plugin) afterPublish(ctx context.Context, s sdk.Socket, a *action) {
 // across instances; the admin page charts the last ten minutes.
 const StatsKeyPrefix = "rt:stats:chat.messages:"
 
-func (p *Plugin) countMessage(ctx context.Context) {
-	k := StatsKeyPrefix + strconv.FormatInt(p.now().Unix()/60, 10)
-	if err := pipeline(ctx, p.host.Store(), [][]any{{"INCR", k}, {"EXPIRE", k, 3600}}); err != nil {
-		p.log.Debug("chat: count message", "err", err)
+// afterTimeout bounds one afterPublish run (it is not canceled by Stop, which
+// waits for it, so what was acked before a shutdown is still counted).
+const afterTimeout = 10 * time.Second
+
+// maxAfterInFlight bounds the afterPublish runs waiting in the background per
+// process; beyond it a send runs its own inline (backpressure, nothing lost).
+const maxAfterInFlight = 1024
+
+// afterRuns orders and bounds the background afterPublish runs of a Plugin.
+type afterRuns struct {
+	// slots is the semaphore of background runs.
+	slots chan struct{}
+	mu    sync.Mutex
+	// tails holds, per chat, the done channel of the newest run, so the
+	// runs of one chat happen in publish order (an INSERT's ZADD before a
+	// later DELETE's ZREM). An entry is removed when its run was the last.
+	tails map[string]chan struct{}
+}
+
+func newAfterRuns() afterRuns {
+	return afterRuns{slots: make(chan struct{}, maxAfterInFlight), tails: map[string]chan struct{}{}}
+}
+
+// afterPublishInOrder runs afterPublish after the previous runs of the same
+// chat, in the background: the send has been acked, and the socket's next
+// event need not wait for this round trip. Stop waits for these runs
+// (p.tasks); before Start or after Stop they run inline.
+func (p *Plugin) afterPublishInOrder(ctx context.Context, s sdk.Socket, a *action) {
+	ar, k := &p.after, a.ChatID
+	done := make(chan struct{})
+	ar.mu.Lock()
+	prev := ar.tails[k]
+	ar.tails[k] = done
+	ar.mu.Unlock()
+	run := func() {
+		if prev != nil {
+			<-prev
+		}
+		actx, cancel := context.WithTimeout(context.WithoutCancel(ctx), afterTimeout)
+		defer cancel()
+		p.afterPublish(actx, s, a)
+		ar.mu.Lock()
+		if ar.tails[k] == done {
+			delete(ar.tails, k)
+		}
+		ar.mu.Unlock()
+		close(done)
 	}
+	p.mu.Lock()
+	background := p.started && !p.stopped
+	if background {
+		select {
+		case ar.slots <- struct{}{}:
+			p.tasks.Add(1)
+		default:
+			background = false
+		}
+	}
+	p.mu.Unlock()
+	if !background {
+		run()
+		return
+	}
+	go func() {
+		defer p.tasks.Done()
+		defer func() { <-ar.slots }()
+		run()
+	}()
 }

@@ -4,8 +4,12 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
+	"strconv"
 	"strings"
+	"sync"
 	"testing"
+	"time"
 
 	"github.com/clowdr/realtime/plugins/sdk"
 	"github.com/clowdr/realtime/plugins/sdk/sdktest"
@@ -253,5 +257,165 @@ func TestSendReaction(t *testing.T) {
 				}
 			}
 		})
+	}
+}
+
+// gatedHost holds back the Store pipelines that contain a ZADD until gate is
+// closed, and records the first command of every pipeline in order.
+type gatedHost struct {
+	*sdktest.Host
+	gate    chan struct{}
+	ungated chan struct{} // one value per pipeline that was not held back
+	mu      sync.Mutex
+	ran     []string
+}
+
+func (g *gatedHost) Store() sdk.Store { return gatedStore{Store: g.Host.Store(), g: g} }
+
+type gatedStore struct {
+	sdk.Store
+	g *gatedHost
+}
+
+func (s gatedStore) Pipeline(ctx context.Context, cmds [][]any) ([]sdk.Reply, error) {
+	gated := false
+	for _, c := range cmds {
+		if c[0] == "ZADD" {
+			gated = true
+			<-s.g.gate
+		}
+	}
+	replies, err := s.Store.Pipeline(ctx, cmds)
+	var names []string
+	for _, c := range cmds {
+		names = append(names, fmt.Sprint(c[0]))
+	}
+	s.g.mu.Lock()
+	s.g.ran = append(s.g.ran, strings.Join(names, " "))
+	s.g.mu.Unlock()
+	if !gated {
+		select {
+		case s.g.ungated <- struct{}{}:
+		default:
+		}
+	}
+	return replies, err
+}
+
+func startGated(t *testing.T) (*Plugin, *gatedHost) {
+	t.Helper()
+	h := sdktest.NewHost()
+	t.Cleanup(h.Close)
+	h.Dir.CanWriteChatFunc = func(context.Context, sdk.Socket, string, string) (bool, error) { return true, nil }
+	g := &gatedHost{Host: h, gate: make(chan struct{}), ungated: make(chan struct{}, 1)}
+	p := New()
+	p.now = func() time.Time { return fixedNow }
+	sdktest.Start(t, context.Background(), p, g, map[string]any{"notify_delay": "0s"})
+	return p, g
+}
+
+// The recent-messages update runs after the ack without holding up the
+// socket's next send, and the updates of one chat keep publish order: an
+// INSERT's ZADD that is still waiting runs before the DELETE's ZREM, so the
+// deleted message does not stay in the window.
+func TestAfterPublishInBackgroundKeepsChatOrder(t *testing.T) {
+	p, g := startGated(t)
+	defer func() { _ = p.Stop(context.Background()) }()
+	ctx := context.Background()
+	for _, op := range []string{"INSERT", "DELETE"} {
+		if _, err := sdktest.Event(t, ctx, p, alice, EventMessagesSend, act(op, message(sid1, regAlice))); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// Both sends were acked while the INSERT's bookkeeping is held back.
+	if n := len(emitsNamed(g.Host, "chat.messages.send.ack")); n != 2 {
+		t.Fatalf("acks = %d, want 2 before the window was updated", n)
+	}
+	// Give an out-of-order ZREM the chance to run before the gate opens (the
+	// pass does not depend on this pause; it only lets a bug show).
+	select {
+	case <-g.ungated:
+	case <-time.After(200 * time.Millisecond):
+	}
+	close(g.gate)
+	p.waitTasks()
+	g.mu.Lock()
+	ran := fmt.Sprint(g.ran)
+	g.mu.Unlock()
+	if want := "[INCR EXPIRE ZADD ZREMRANGEBYRANK ZREM]"; ran != want {
+		t.Errorf("pipelines ran %s, want %s (one round trip each, in publish order)", ran, want)
+	}
+	mr := g.Host.Redis()
+	if mr.Exists(recentMessagesKey(chat1)) {
+		members, _ := mr.ZMembers(recentMessagesKey(chat1))
+		t.Errorf("window after INSERT+DELETE = %v, want empty", members)
+	}
+	if v, _ := mr.Get(StatsKeyPrefix + strconv.FormatInt(fixedNow.Unix()/60, 10)); v != "1" {
+		t.Errorf("messages counted = %q, want 1", v)
+	}
+}
+
+// Stop waits for the bookkeeping of messages already acked and does not
+// cancel it.
+func TestStopFinishesAfterPublish(t *testing.T) {
+	p, g := startGated(t)
+	if _, err := sdktest.Event(t, context.Background(), p, alice, EventMessagesSend, act("INSERT", message(sid1, regAlice))); err != nil {
+		t.Fatal(err)
+	}
+	stopped := make(chan error, 1)
+	go func() { stopped <- p.Stop(context.Background()) }()
+	close(g.gate)
+	if err := <-stopped; err != nil {
+		t.Fatal(err)
+	}
+	if _, err := g.Host.Redis().ZScore(recentMessagesKey(chat1), sid1); err != nil {
+		t.Errorf("message not in the window after Stop: %v", err)
+	}
+}
+
+// Sends of several sockets to several chats: every send is answered exactly
+// once and every acked message reaches its chat's window.
+func TestConcurrentSendsAnsweredOnce(t *testing.T) {
+	p, h := newTestPlugin(t, map[string]any{"sends_per_second": 1000, "send_burst": 1000})
+	ctx := context.Background()
+	chats := []string{chat1, "8b3e3d40-5c6d-4e7f-8a01-2c3d4e5f6071"}
+	socks := []sdk.Socket{alice, sdktest.Socket("sA2", "alice", "conf1")}
+	var wg sync.WaitGroup
+	var sids []string
+	for i := 0; i < 40; i++ {
+		sids = append(sids, fmt.Sprintf("%08x-0000-4000-8000-000000000000", i+1))
+	}
+	for si, s := range socks {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := si; i < len(sids); i += len(socks) {
+				d := message(sids[i], regAlice)
+				d["chatId"] = chats[i%len(chats)]
+				if _, err := sdktest.Event(t, ctx, p, s, EventMessagesSend, act("INSERT", d)); err != nil {
+					t.Error(err)
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	p.waitTasks()
+	answered := map[string]int{}
+	for _, e := range h.Emits() {
+		if e.Event == "chat.messages.send.ack" || e.Event == "chat.messages.send.nack" {
+			var sID string
+			if err := e.Arg(0, &sID); err != nil {
+				t.Fatal(err)
+			}
+			answered[e.Event+" "+sID]++
+		}
+	}
+	for i, s := range sids {
+		if answered["chat.messages.send.ack "+s] != 1 || answered["chat.messages.send.nack "+s] != 0 {
+			t.Errorf("%s answered %v", s, answered)
+		}
+		if _, err := h.Redis().ZScore(recentMessagesKey(chats[i%len(chats)]), s); err != nil {
+			t.Errorf("%s not in its window: %v", s, err)
+		}
 	}
 }
