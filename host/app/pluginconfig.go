@@ -5,6 +5,7 @@ import (
 	"fmt"
 
 	"github.com/clowdr/realtime/host/config"
+	"github.com/clowdr/realtime/host/directory"
 )
 
 // hostProvided lists, per plugin, config keys the host fills from its own
@@ -40,6 +41,9 @@ func hostProvided(cfg *config.Config) map[string]map[string]any {
 		},
 		"chat": with(hasura, map[string]any{
 			"event_secret": cfg.Secrets.Event,
+			// Messages are written back to Hasura when it is the directory,
+			// as the original did (§6.4).
+			"writeback": directory.Backend(cfg.Directory) == directory.BackendHasura,
 			// Notifications go through the push plugin when it runs.
 			"web_push": cfg.Plugins["push"].Enabled,
 		}),

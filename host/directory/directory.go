@@ -23,6 +23,18 @@ type Named interface {
 	Name() string
 }
 
+// Backend is the backend cfg selects: cfg.Backend, or when it is "",
+// hasura if cfg.GraphQLDomain is set, else static.
+func Backend(cfg config.DirectoryConfig) string {
+	if cfg.Backend != "" {
+		return cfg.Backend
+	}
+	if cfg.GraphQLDomain != "" {
+		return BackendHasura
+	}
+	return BackendStatic
+}
+
 // New builds the directory that cfg selects: cfg.Backend "static" or "hasura";
 // "" picks hasura when cfg.GraphQLDomain is set, else static. The hasura
 // backend caches its answers in store, which must not be nil for it. The
@@ -31,13 +43,7 @@ func New(cfg config.DirectoryConfig, store sdk.Store, logger *slog.Logger) (sdk.
 	if logger == nil {
 		logger = slog.New(slog.DiscardHandler)
 	}
-	backend := cfg.Backend
-	if backend == "" {
-		backend = BackendStatic
-		if cfg.GraphQLDomain != "" {
-			backend = BackendHasura
-		}
-	}
+	backend := Backend(cfg)
 	switch backend {
 	case BackendStatic:
 		d := NewStatic(cfg)

@@ -184,11 +184,11 @@
 // one is requeued once and dropped with an error log on its redelivery (the
 // original acked such rows at once, and lost the nacks of a batch on a
 // network error). An UPDATE/DELETE that finds no row is requeued once, then
-// acked. Every delivery gets exactly one answer. The host still hands over a
-// queue's deliveries one at a time (host/bus), so until it pipelines them
-// the batches hold one delivery and do not wait (see plugins/sdk). Describe
-// can only list the writeback queues once Start has seen the config (see the
-// package report).
+// acked. Every delivery gets exactly one answer. The host keeps up to the
+// queue's prefetch (max(100, writeback_batch_max)) in flight to the plugin
+// (bus.ConsumeAsync), so a batch holds what arrived meanwhile. Describe
+// lists the writeback queues only once Start has seen the config (the host
+// asks Describe again after Start).
 //
 // # Config (plugins.chat.config, all optional)
 //

@@ -1,0 +1,42 @@
+package app
+
+import (
+	"encoding/json"
+	"testing"
+
+	"github.com/clowdr/realtime/host/config"
+)
+
+// TestChatWritebackFollowsDirectory: with Hasura as the directory (the
+// original's deployment), chat writes messages back to it unless told not
+// to; on the embedded defaults it does not.
+func TestChatWritebackFollowsDirectory(t *testing.T) {
+	chatConfig := func(t *testing.T, env ...string) map[string]any {
+		t.Helper()
+		cfg, err := config.Load(config.LoadOptions{File: "", Environ: env, Flags: nil})
+		if err != nil {
+			t.Fatal(err)
+		}
+		raw, err := pluginConfigJSON(cfg)("chat")
+		if err != nil {
+			t.Fatal(err)
+		}
+		m := map[string]any{}
+		if len(raw) > 0 {
+			if err := json.Unmarshal(raw, &m); err != nil {
+				t.Fatal(err)
+			}
+		}
+		return m
+	}
+	hasura := []string{"GRAPHQL_API_DOMAIN=hasura.example:8080", "HASURA_ADMIN_SECRET=s"}
+	if m := chatConfig(t, hasura...); m["writeback"] != true || m["graphql_url"] != "https://hasura.example:8080/v1/graphql" {
+		t.Errorf("hasura directory: chat config = %v, want writeback true with the GraphQL URL", m)
+	}
+	if m := chatConfig(t, append(hasura, "RT_PLUGINS__CHAT__CONFIG__WRITEBACK=false")...); m["writeback"] != false {
+		t.Errorf("writeback=false set by the operator: chat config = %v", m)
+	}
+	if m := chatConfig(t); m["writeback"] != nil {
+		t.Errorf("static directory: chat config = %v, want no writeback", m)
+	}
+}
