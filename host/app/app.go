@@ -353,6 +353,10 @@ func buildHandler(p httpParams) http.Handler {
 		{Name: "plugins", Required: true, Check: func(context.Context) error { return p.Plugins.Ready() }},
 		{Name: "auth", Required: true, Check: func(context.Context) error { return p.Verifier.Ready() }},
 	}
+	if d, ok := p.Directory.(interface{ Ready(context.Context) error }); ok {
+		// Reported only: cached answers keep serving while Hasura is down.
+		checks = append(checks, httpapi.Check{Name: "directory", Check: d.Ready})
+	}
 	return httpapi.New(httpapi.Options{
 		SocketIO:       p.Server,
 		Routes:         routes,

@@ -12,6 +12,7 @@ import (
 	"regexp"
 	"slices"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/clowdr/realtime/host/config"
@@ -56,6 +57,11 @@ type Hasura struct {
 	refetchEvery time.Duration
 	timeout      time.Duration
 	flight       flightGroup
+
+	// health is the outcome of the latest query, for /readyz.
+	healthMu   sync.Mutex
+	lastErr    error
+	lastFailed time.Time
 }
 
 var _ sdk.Directory = (*Hasura)(nil)
@@ -151,8 +157,34 @@ type graphQLError struct {
 	Message string `json:"message"`
 }
 
-// query posts one GraphQL operation and decodes its data into out.
+// Ready reports whether the latest Hasura query succeeded (nil before the
+// first). It sends nothing: a probe per /readyz request would load Hasura,
+// and a failed query is what users meet anyway. Cached answers keep working
+// while Hasura is down, so the host reports this check without failing
+// readiness on it.
+func (h *Hasura) Ready(context.Context) error {
+	h.healthMu.Lock()
+	defer h.healthMu.Unlock()
+	if h.lastErr == nil {
+		return nil
+	}
+	return fmt.Errorf("the latest Hasura query failed %s ago: %w", time.Since(h.lastFailed).Round(time.Second), h.lastErr)
+}
+
+// query posts one GraphQL operation, decodes its data into out and records
+// the outcome for Ready.
 func (h *Hasura) query(ctx context.Context, op, doc string, vars map[string]any, out any) error {
+	err := h.post(ctx, op, doc, vars, out)
+	h.healthMu.Lock()
+	h.lastErr = err
+	if err != nil {
+		h.lastFailed = time.Now()
+	}
+	h.healthMu.Unlock()
+	return err
+}
+
+func (h *Hasura) post(ctx context.Context, op, doc string, vars map[string]any, out any) error {
 	ctx, cancel := context.WithTimeout(ctx, h.timeout)
 	defer cancel()
 	body, err := json.Marshal(map[string]any{"operationName": op, "query": doc, "variables": vars})

@@ -578,17 +578,27 @@ func TestHasuraDown(t *testing.T) {
 	}
 
 	// Errors are not cached: once Hasura is back, the answer is right.
+	// Ready (/readyz) follows the latest query.
 	f, srv := newFake(t)
 	h := newHasura(t, srv, newStore(t), time.Minute)
+	if err := h.Ready(ctx); err != nil {
+		t.Fatalf("Ready before any query = %v", err)
+	}
 	f.fail = http.StatusBadGateway
 	if _, err := h.CanSelectChat(ctx, sock("alice"), chatPublic); err == nil {
 		t.Fatal("want error")
+	}
+	if err := h.Ready(ctx); err == nil || !strings.Contains(err.Error(), "502") || strings.Contains(err.Error(), secret) {
+		t.Errorf("Ready while Hasura fails = %v, want the 502 without the secret", err)
 	}
 	f.mu.Lock()
 	f.fail = 0
 	f.mu.Unlock()
 	if ok, err := h.CanSelectChat(ctx, sock("alice"), chatPublic); err != nil || !ok {
 		t.Fatalf("after recovery = %v, %v", ok, err)
+	}
+	if err := h.Ready(ctx); err != nil {
+		t.Errorf("Ready after recovery = %v", err)
 	}
 }
 
