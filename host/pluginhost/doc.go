@@ -36,10 +36,23 @@
 // Status shows "restarting" (or "failed" after a failed attempt, with
 // LastError), Ready returns an error, realtime_plugin_up is 0; the log shows
 // an error with the plugin's name, pid and exit status. After a restart,
-// OnConnect is replayed for every socket of Services.LiveSockets before any
-// new event reaches the new process; realtime_plugin_restarts_total counts
+// OnConnect is replayed for every socket of Services.LiveSockets (unless the
+// plugin set SkipReplay) before any new event reaches the new process;
+// realtime_plugin_restarts_total counts
 // restarts. In-process plugins are not supervised (they cannot die without
 // the host).
+//
+// # Socket calls
+//
+// Connect and Disconnect queue OnConnect and OnDisconnect on each plugin's
+// stream and return: the gateway waits for no plugin before it answers the
+// CONNECT (a socket's later events queue behind its OnConnect). A plugin
+// gets them only if it wants them (sdk.Descriptor SkipConnect, SkipReplay,
+// SkipDisconnect, read from its first Describe of each process); one that
+// wants neither costs a connect one atomic load. OnDisconnect goes to a
+// plugin that takes OnConnect only for the sockets this process got (or was
+// replayed) OnConnect for; to one that skips OnConnect, for every socket
+// that leaves while it runs.
 //
 // # While a plugin is down
 //

@@ -64,9 +64,30 @@ type instance struct {
 	restarts  int
 	lastErr   string
 	upSince   time.Time
-	connected map[string]struct{} // sockets this generation has seen OnConnect for
+	connected map[string]struct{} // sockets this generation has seen OnConnect for (unless SkipConnect)
 
+	// skip mirrors the socket calls the current generation does without
+	// (skipConnect, skipDisconnect; set under mu in start), so Connect and
+	// Disconnect pass a plugin that wants neither without taking mu.
+	skip     atomic.Uint32
 	inflight atomic.Int64
+}
+
+// Bits of instance.skip.
+const (
+	skipConnect uint32 = 1 << iota
+	skipDisconnect
+)
+
+func skipBits(d sdk.Descriptor) uint32 {
+	var b uint32
+	if d.SkipConnect {
+		b |= skipConnect
+	}
+	if d.SkipDisconnect {
+		b |= skipDisconnect
+	}
+	return b
 }
 
 // launched is a started-but-not-yet-Start()ed plugin.
@@ -116,9 +137,10 @@ func (in *instance) launch(ctx context.Context) (*launched, error) {
 }
 
 // start calls the plugin's Start, then makes the generation current:
-// OnConnect is replayed for every live socket before the state becomes
-// running, under the lock that Connect/Event take, so no event of a socket
-// overtakes its replayed OnConnect.
+// OnConnect is replayed for every live socket (unless the plugin set
+// SkipReplay) before the state becomes running, under the lock that
+// Connect/Event take, so no event of a socket overtakes its replayed
+// OnConnect.
 func (in *instance) start(ctx context.Context, l *launched, replay bool) error {
 	sctx, cancel := context.WithTimeout(ctx, startTimeout)
 	defer cancel()
@@ -142,10 +164,13 @@ func (in *instance) start(ctx context.Context, l *launched, replay bool) error {
 	}
 	in.client, in.proc, in.desc = l.client, l.proc, l.desc
 	in.connected = make(map[string]struct{})
-	if replay {
+	in.skip.Store(skipBits(l.desc))
+	if replay && !l.desc.SkipReplay {
 		deadline := time.Now().Add(replayTimeout)
 		for _, s := range in.m.svc.LiveSockets() {
-			in.connected[s.ID] = struct{}{}
+			if !l.desc.SkipConnect { // else disconnect does not look the socket up
+				in.connected[s.ID] = struct{}{}
+			}
 			for {
 				err := l.client.Connect(s, in.logConnectErr(s))
 				if !errors.Is(err, sdk.ErrOverloaded) || time.Now().After(deadline) {
@@ -305,11 +330,16 @@ func (in *instance) waitRunning(ctx context.Context, d time.Duration) (sdk.Clien
 	}
 }
 
+// connect sends OnConnect, unless the plugin does without it
+// (sdk.Descriptor.SkipConnect): then a connect costs it nothing, not even mu.
 func (in *instance) connect(s sdk.Socket) {
+	if in.skip.Load()&skipConnect != 0 {
+		return
+	}
 	in.mu.Lock()
 	defer in.mu.Unlock()
-	if in.state != StateRunning {
-		return // replayed from LiveSockets when the plugin is back
+	if in.state != StateRunning || in.desc.SkipConnect {
+		return // replayed from LiveSockets when the plugin is back (unless SkipReplay)
 	}
 	if _, seen := in.connected[s.ID]; seen {
 		return
@@ -320,14 +350,18 @@ func (in *instance) connect(s sdk.Socket) {
 	}
 }
 
+// disconnect sends OnDisconnect to a running plugin that wants it: for a
+// socket this generation got OnConnect for, or for any socket when the
+// plugin does without OnConnect (it cannot tell which sockets it knows).
 func (in *instance) disconnect(s sdk.Socket, reason string) {
+	if in.skip.Load() == skipConnect|skipDisconnect {
+		return // wants neither call, so it has no record of the socket either
+	}
 	in.mu.Lock()
 	defer in.mu.Unlock()
-	if _, seen := in.connected[s.ID]; !seen {
-		return
-	}
+	_, seen := in.connected[s.ID]
 	delete(in.connected, s.ID)
-	if in.state != StateRunning {
+	if in.state != StateRunning || in.desc.SkipDisconnect || (!seen && !in.desc.SkipConnect) {
 		return
 	}
 	if err := in.client.Disconnect(s, reason, func(err error) {

@@ -343,8 +343,9 @@ func (m *Manager) Stop(ctx context.Context) error {
 	return errors.Join(errs...)
 }
 
-// Connect tells every plugin about a new socket (OnConnect), asynchronously
-// but ordered before the socket's later events.
+// Connect tells every plugin that wants it (not sdk.Descriptor.SkipConnect)
+// about a new socket (OnConnect), asynchronously but ordered before the
+// socket's later events.
 func (m *Manager) Connect(s sdk.Socket) {
 	for _, in := range m.instances {
 		in.connect(s)
@@ -393,7 +394,8 @@ func (m *Manager) DrainEvents(ctx context.Context) error {
 	return nil
 }
 
-// Disconnect tells every plugin that saw the socket's OnConnect that it is gone.
+// Disconnect tells every plugin that wants it (not SkipDisconnect) that the
+// socket is gone: a plugin that gets OnConnect only if it saw the socket's.
 func (m *Manager) Disconnect(s sdk.Socket, reason string) {
 	for _, in := range m.instances {
 		in.disconnect(s, reason)

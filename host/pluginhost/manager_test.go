@@ -404,6 +404,11 @@ func TestRestartAfterKill(t *testing.T) {
 	if err != nil || string(ack[0]) != strconv.Itoa(st.PID) {
 		t.Fatalf("after restart pid = %s, %v; want %d", ack, err, st.PID)
 	}
+	// s2's event first: it is handled after s2's replayed OnConnect, which
+	// runs concurrently with s1's (different sockets).
+	if _, err := sendEvent(t, m, s2, "ptest.connects"); err != nil {
+		t.Fatal(err)
+	}
 	ack, err = sendEvent(t, m, s1, "ptest.connects")
 	if err != nil || string(ack[0]) != `["s1","s2"]` {
 		t.Errorf("replayed connects = %s, %v", ack, err)

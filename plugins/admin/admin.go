@@ -91,6 +91,8 @@ func (p *Plugin) Describe() sdk.Descriptor {
 			{Path: "/admin"},
 			{Path: "/admin/"},
 		},
+		// No OnConnect/OnDisconnect (sdk.Base's): spare every connect the calls.
+		SkipConnect: true, SkipReplay: true, SkipDisconnect: true,
 	}
 }
 

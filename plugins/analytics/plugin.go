@@ -91,7 +91,12 @@ func New() *Plugin {
 
 // Describe declares the plugin's one event.
 func (p *Plugin) Describe() sdk.Descriptor {
-	return sdk.Descriptor{Name: "analytics", Version: "1.0.0", Events: []string{EventViewCount}}
+	return sdk.Descriptor{
+		Name: "analytics", Version: "1.0.0", Events: []string{EventViewCount},
+		// Its per-socket state is made by the socket's first event and
+		// forgotten in OnDisconnect; it has no OnConnect.
+		SkipConnect: true, SkipReplay: true,
+	}
 }
 
 // Start validates the config and, with graphql_url, starts the writeback

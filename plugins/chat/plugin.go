@@ -142,6 +142,10 @@ func (p *Plugin) Describe() sdk.Descriptor {
 			EventPinsChangedOn, EventPinsChangedOff,
 			EventUnreadCountRequest, EventUnreadCountSetReadUpTo,
 		},
+		// OnConnect only reloads the chats Redis holds for the socket: a new
+		// socket has none (chat.subscribe tracks it), a socket replayed
+		// after a restart does. OnDisconnect reads them from Redis.
+		SkipConnect: true,
 		Routes: []sdk.Route{
 			{Method: http.MethodPost, Path: RouteSubscriptionChanged},
 			{Method: http.MethodPost, Path: RoutePinChanged},

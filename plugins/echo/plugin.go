@@ -47,6 +47,8 @@ func (p *Plugin) Describe() sdk.Descriptor {
 		Version: "1.0.0",
 		Events:  []string{"echo", "echo.room"},
 		Routes:  []sdk.Route{{Method: http.MethodGet, Path: "/echo/ping"}},
+		// No OnConnect/OnDisconnect (sdk.Base's): spare every connect the calls.
+		SkipConnect: true, SkipReplay: true, SkipDisconnect: true,
 	}
 }
 

@@ -114,6 +114,8 @@ func (p *Plugin) Describe() sdk.Descriptor {
 		Version: "1.0.0",
 		Events:  []string{EventRaise, EventLower, EventFetch, EventAccept, EventReject, EventObserve, EventUnobserve},
 		Routes:  []sdk.Route{{Method: http.MethodPost, Path: RouteEventEnded}},
+		// No OnConnect/OnDisconnect (sdk.Base's): spare every connect the calls.
+		SkipConnect: true, SkipReplay: true, SkipDisconnect: true,
 	}
 }
 

@@ -79,6 +79,8 @@ func (p *Plugin) Describe() sdk.Descriptor {
 			Name: QueueName, Exchange: ExchangeName, Bindings: []string{"#"},
 			Durable: true, Prefetch: 16,
 		}},
+		// No OnConnect/OnDisconnect (sdk.Base's): spare every connect the calls.
+		SkipConnect: true, SkipReplay: true, SkipDisconnect: true,
 	}
 }
 

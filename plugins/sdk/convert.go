@@ -17,7 +17,8 @@ import (
 )
 
 func descriptorToProto(d Descriptor) *pluginv1.Descriptor {
-	out := &pluginv1.Descriptor{Name: d.Name, Version: d.Version, Events: d.Events}
+	out := &pluginv1.Descriptor{Name: d.Name, Version: d.Version, Events: d.Events,
+		SkipConnect: d.SkipConnect, SkipReplay: d.SkipReplay, SkipDisconnect: d.SkipDisconnect}
 	for _, r := range d.Routes {
 		out.Routes = append(out.Routes, &pluginv1.Route{Method: r.Method, Path: r.Path})
 	}
@@ -35,7 +36,8 @@ func descriptorToProto(d Descriptor) *pluginv1.Descriptor {
 }
 
 func descriptorFromProto(p *pluginv1.Descriptor) Descriptor {
-	d := Descriptor{Name: p.GetName(), Version: p.GetVersion(), Events: p.GetEvents()}
+	d := Descriptor{Name: p.GetName(), Version: p.GetVersion(), Events: p.GetEvents(),
+		SkipConnect: p.GetSkipConnect(), SkipReplay: p.GetSkipReplay(), SkipDisconnect: p.GetSkipDisconnect()}
 	for _, r := range p.GetRoutes() {
 		d.Routes = append(d.Routes, Route{Method: r.GetMethod(), Path: r.GetPath()})
 	}

@@ -40,6 +40,15 @@
 //     client's ack callback (if the client sent one); an error goes back to
 //     the host, which decides what the client sees.
 //   - OnDisconnect runs once when a socket is gone.
+//   - A plugin that does not need these socket calls says so in its
+//     Descriptor (SkipConnect, SkipReplay, SkipDisconnect) and the host
+//     does not make them: each is a message across the process boundary on
+//     every connect or disconnect. A plugin that embeds Base and overrides
+//     neither OnConnect nor OnDisconnect sets all three; one whose OnConnect
+//     only reloads what the Store holds for a socket (a new socket has
+//     nothing there) sets SkipConnect alone and still gets the replay. The
+//     zero value, which is also what a plugin built before these fields
+//     sends, gets every call.
 //   - OnDelivery handles one message of a declared queue: nil acks it, an
 //     error nacks and requeues it, an error wrapping ErrDrop nacks it without
 //     requeue. "{instance}" in a queue name becomes the host's instance id.

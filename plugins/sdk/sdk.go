@@ -97,6 +97,28 @@ type Descriptor struct {
 	Routes    []Route    `json:"routes"`
 	Exchanges []Exchange `json:"exchanges"`
 	Queues    []Queue    `json:"queues"`
+
+	// SkipConnect, SkipReplay and SkipDisconnect turn off the socket calls
+	// the plugin does not need. Every call is one more message across the
+	// process boundary on each connect, so a connect costs less the fewer
+	// plugins take it. All false (the zero value, and what a plugin built
+	// before these fields sends) gets every call.
+	//
+	// A plugin that embeds Base and overrides neither OnConnect nor
+	// OnDisconnect sets all three. A plugin whose OnConnect only reloads
+	// what the Store holds for a socket (a new socket has nothing there; a
+	// socket it saw before a restart does) sets SkipConnect alone.
+
+	// SkipConnect: no OnConnect for a new socket; the plugin first hears of
+	// it from one of its events or from OnDisconnect. OnDisconnect (unless
+	// skipped) then comes for every socket that leaves while the plugin runs,
+	// including sockets it never heard of.
+	SkipConnect bool `json:"skipConnect,omitempty"`
+	// SkipReplay: no OnConnect replayed for the live sockets after a
+	// restart of the plugin's process.
+	SkipReplay bool `json:"skipReplay,omitempty"`
+	// SkipDisconnect: no OnDisconnect.
+	SkipDisconnect bool `json:"skipDisconnect,omitempty"`
 }
 
 // HTTPRequest is an HTTP request forwarded by the host to a plugin route.

@@ -121,6 +121,7 @@ func TestDescribe(t *testing.T) {
 		Exchanges: []sdk.Exchange{{Name: "chat.messages", Kind: "topic", Durable: true}},
 		Queues: []sdk.Queue{{Name: "q.{instance}", Exchange: "chat.messages", Bindings: []string{"#", "a.*"},
 			Durable: true, AutoDelete: true, Exclusive: true, Prefetch: 10}},
+		SkipConnect: true, SkipDisconnect: true, // SkipReplay stays false: each flag travels on its own
 	}
 	forEachMode(t, func(t *testing.T, mode string) {
 		c := modes[mode](t, &sdktest.Plugin{Desc: want})

@@ -385,15 +385,21 @@ func (x *Queue) GetBatchWaitMs() int64 {
 }
 
 type Descriptor struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Name          string                 `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
-	Version       string                 `protobuf:"bytes,2,opt,name=version,proto3" json:"version,omitempty"`
-	Events        []string               `protobuf:"bytes,3,rep,name=events,proto3" json:"events,omitempty"`
-	Routes        []*Route               `protobuf:"bytes,4,rep,name=routes,proto3" json:"routes,omitempty"`
-	Exchanges     []*Exchange            `protobuf:"bytes,5,rep,name=exchanges,proto3" json:"exchanges,omitempty"`
-	Queues        []*Queue               `protobuf:"bytes,6,rep,name=queues,proto3" json:"queues,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	state     protoimpl.MessageState `protogen:"open.v1"`
+	Name      string                 `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
+	Version   string                 `protobuf:"bytes,2,opt,name=version,proto3" json:"version,omitempty"`
+	Events    []string               `protobuf:"bytes,3,rep,name=events,proto3" json:"events,omitempty"`
+	Routes    []*Route               `protobuf:"bytes,4,rep,name=routes,proto3" json:"routes,omitempty"`
+	Exchanges []*Exchange            `protobuf:"bytes,5,rep,name=exchanges,proto3" json:"exchanges,omitempty"`
+	Queues    []*Queue               `protobuf:"bytes,6,rep,name=queues,proto3" json:"queues,omitempty"`
+	// The socket calls the plugin does without (sdk.Descriptor.SkipConnect,
+	// SkipReplay, SkipDisconnect). All false, which is what a plugin built
+	// before these fields sends, means it gets every call.
+	SkipConnect    bool `protobuf:"varint,7,opt,name=skip_connect,json=skipConnect,proto3" json:"skip_connect,omitempty"`
+	SkipReplay     bool `protobuf:"varint,8,opt,name=skip_replay,json=skipReplay,proto3" json:"skip_replay,omitempty"`
+	SkipDisconnect bool `protobuf:"varint,9,opt,name=skip_disconnect,json=skipDisconnect,proto3" json:"skip_disconnect,omitempty"`
+	unknownFields  protoimpl.UnknownFields
+	sizeCache      protoimpl.SizeCache
 }
 
 func (x *Descriptor) Reset() {
@@ -466,6 +472,27 @@ func (x *Descriptor) GetQueues() []*Queue {
 		return x.Queues
 	}
 	return nil
+}
+
+func (x *Descriptor) GetSkipConnect() bool {
+	if x != nil {
+		return x.SkipConnect
+	}
+	return false
+}
+
+func (x *Descriptor) GetSkipReplay() bool {
+	if x != nil {
+		return x.SkipReplay
+	}
+	return false
+}
+
+func (x *Descriptor) GetSkipDisconnect() bool {
+	if x != nil {
+		return x.SkipDisconnect
+	}
+	return false
 }
 
 type StartRequest struct {
@@ -2296,7 +2323,7 @@ const file_plugin_proto_rawDesc = "" +
 	"expires_ms\x18\b \x01(\x03R\texpiresMs\x12\x1b\n" +
 	"\tbatch_max\x18\t \x01(\x05R\bbatchMax\x12\"\n" +
 	"\rbatch_wait_ms\x18\n" +
-	" \x01(\x03R\vbatchWaitMs\"\xf4\x01\n" +
+	" \x01(\x03R\vbatchWaitMs\"\xe1\x02\n" +
 	"\n" +
 	"Descriptor\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12\x18\n" +
@@ -2304,7 +2331,11 @@ const file_plugin_proto_rawDesc = "" +
 	"\x06events\x18\x03 \x03(\tR\x06events\x121\n" +
 	"\x06routes\x18\x04 \x03(\v2\x19.realtime.plugin.v1.RouteR\x06routes\x12:\n" +
 	"\texchanges\x18\x05 \x03(\v2\x1c.realtime.plugin.v1.ExchangeR\texchanges\x121\n" +
-	"\x06queues\x18\x06 \x03(\v2\x19.realtime.plugin.v1.QueueR\x06queues\"d\n" +
+	"\x06queues\x18\x06 \x03(\v2\x19.realtime.plugin.v1.QueueR\x06queues\x12!\n" +
+	"\fskip_connect\x18\a \x01(\bR\vskipConnect\x12\x1f\n" +
+	"\vskip_replay\x18\b \x01(\bR\n" +
+	"skipReplay\x12'\n" +
+	"\x0fskip_disconnect\x18\t \x01(\bR\x0eskipDisconnect\"d\n" +
 	"\fStartRequest\x12\x16\n" +
 	"\x06config\x18\x01 \x01(\fR\x06config\x12\x1b\n" +
 	"\tbroker_id\x18\x02 \x01(\rR\bbrokerId\x12\x1f\n" +
