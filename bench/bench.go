@@ -77,6 +77,9 @@ type Config struct {
 	MaxRate float64
 	// Subscribers is the chat fan-out (default 1000).
 	Subscribers int
+	// Senders is how many sockets share the chat ramp's sends (default 4;
+	// the ack phase uses the first).
+	Senders int
 	// Pages: connect: pages the sockets enter (default 100; 0 = no
 	// enterPage); presence: observed pages (default 50).
 	Pages int
@@ -139,6 +142,7 @@ func (c *Config) defaults(scenario string) error {
 		defF(&c.Rate, 50)
 		defF(&c.MaxRate, 6400)
 		def(&c.Subscribers, 1000)
+		def(&c.Senders, 4)
 		defDur(&c.Duration, 5*time.Second)
 	case ScenarioPlugin:
 		def(&c.Connections, 8)
@@ -265,6 +269,9 @@ type ChatStep struct {
 	Latency           Latency `json:"latency"`
 	AckLatency        Latency `json:"ack_latency"`
 	MetTarget         bool    `json:"met_target"`
+	// CPU is the CPU time of the step (send to drain) per delivery; the
+	// server's and its plugins' only when the bench knows the server's pid.
+	CPU CPUUse `json:"cpu"`
 }
 
 // AckResult is the chat ack phase.

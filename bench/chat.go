@@ -18,6 +18,9 @@ import (
 // maxChatSteps bounds the chat ramp.
 const maxChatSteps = 16
 
+// subReadBuffer is a chat subscriber's socket read buffer.
+const subReadBuffer = 4 << 10
+
 // ackWindow is how many sends the chat ack phase keeps in flight.
 const ackWindow = 32
 
@@ -149,9 +152,10 @@ func parseMarker(msg []byte) (step int, sentAt int64, ok bool) {
 	return s, ns, true
 }
 
-// runChat: cfg.Subscribers sockets subscribe to one chat; a sender socket
-// sends at cfg.Rate msgs/s, doubling each cfg.Duration step up to cfg.MaxRate,
-// until a step's send->receive p99 exceeds cfg.TargetP99. Then one socket
+// runChat: cfg.Subscribers sockets subscribe to one chat; cfg.Senders sockets
+// (of one user) send in turn at cfg.Rate msgs/s in total, doubling each
+// cfg.Duration step up to cfg.MaxRate, until a step's send->receive p99
+// exceeds cfg.TargetP99. Then one socket
 // sends with ackWindow sends in flight to a chat nobody subscribes to (the
 // ack rate).
 func runChat(ctx context.Context, cfg Config) (*Result, error) {
@@ -184,7 +188,9 @@ func runChat(ctx context.Context, cfg Config) (*Result, error) {
 	}
 	d := &dialer{cfg: cfg}
 	subs, _, err := d.dialAll(ctx, cfg.Subscribers, 0, "chat subscribers", func(i int) (string, sioclient.Options) {
-		return "bench-sub-" + strconv.Itoa(i), sioclient.Options{OnEvent: onSub}
+		// 4 KiB reads take a batch of frames (the server writes a busy
+		// room's frames together) in one syscall.
+		return "bench-sub-" + strconv.Itoa(i), sioclient.Options{OnEvent: onSub, ReadBufferSize: subReadBuffer}
 	})
 	if err != nil {
 		return nil, err
@@ -216,18 +222,20 @@ func runChat(ctx context.Context, cfg Config) (*Result, error) {
 	}
 	senderUser := newUUID()
 	sd := &dialer{cfg: cfg}
-	senders, _, err := sd.dialAll(ctx, 1, 0, "chat sender", func(int) (string, sioclient.Options) {
+	senders, _, err := sd.dialAll(ctx, cfg.Senders, 0, "chat senders", func(int) (string, sioclient.Options) {
 		return senderUser, sioclient.Options{OnEvent: onSender}
 	})
 	if err != nil {
 		return nil, err
 	}
 	defer closeAll(senders)
-	sender := senders[0]
-	if sender == nil {
-		return nil, fmt.Errorf("bench: sender connect: %w", sd.err())
+	for _, c := range senders {
+		if c == nil {
+			return nil, fmt.Errorf("bench: sender connect: %w", sd.err())
+		}
 	}
-	res.Connections = int(live) + 1
+	sender := senders[0]
+	res.Connections = int(live) + len(senders)
 	res.ConnectErrors = int(d.errors.Load())
 
 	var best *ChatStep
@@ -237,6 +245,7 @@ func runChat(ctx context.Context, cfg Config) (*Result, error) {
 		st := steps[si]
 		liveSubs := int64(countLive(subs))
 		var sent atomic.Int64
+		cpuBefore := snapshotCPU(cfg.ServerPID)
 		stepStart := time.Now()
 		stop := progress(cfg.Progress, fmt.Sprintf("chat step %d (%.0f msgs/s)", si, rate), func() string {
 			el := time.Since(stepStart).Seconds()
@@ -250,7 +259,10 @@ func runChat(ctx context.Context, cfg Config) (*Result, error) {
 				break
 			}
 			sID := tracker.next(st)
-			if err := sender.Emit("chat.messages.send", chatMessage(chatID, senderUser, sID, si, time.Now().UnixNano())); err != nil {
+			// Round robin: one socket's events are handled one at a time,
+			// so a single sender would measure its own pipeline, not the
+			// fan-out.
+			if err := senders[k%len(senders)].Emit("chat.messages.send", chatMessage(chatID, senderUser, sID, si, time.Now().UnixNano())); err != nil {
 				sendErr = err
 				break
 			}
@@ -259,6 +271,7 @@ func runChat(ctx context.Context, cfg Config) (*Result, error) {
 		elapsed := time.Since(stepStart)
 		waitFor(ctx, 10*time.Second, func() bool { return st.acked.Load()+st.nacked.Load() >= sent.Load() })
 		waitQuiet(ctx, &st.received, (sent.Load()-st.nacked.Load())*liveSubs, 10*time.Second)
+		cpu := cpuUse(cpuBefore, snapshotCPU(cfg.ServerPID), st.received.Load(), time.Since(stepStart))
 		stop()
 		step := ChatStep{
 			OfferedMsgsPerSec: rate,
@@ -270,11 +283,13 @@ func runChat(ctx context.Context, cfg Config) (*Result, error) {
 			Drops:             (sent.Load()-st.nacked.Load())*liveSubs - st.received.Load(),
 			Latency:           st.hist.Summary(),
 			AckLatency:        st.ackHist.Summary(),
+			CPU:               cpu,
 		}
 		step.MetTarget = step.Latency.Count > 0 && time.Duration(step.Latency.P99) <= cfg.TargetP99 && step.Drops == 0
 		res.Steps = append(res.Steps, step)
-		fmt.Fprintf(cfg.Progress, "bench: chat step %d: %.0f msgs/s offered, %.0f deliveries/s, p99 %s, drops %d\n",
-			si, rate, step.DeliveriesPerSec, step.Latency.P99, step.Drops)
+		fmt.Fprintf(cfg.Progress, "bench: chat step %d: %.0f msgs/s offered, %.0f deliveries/s, p99 %s, drops %d; CPU µs/delivery: server %.2f, plugins %.2f, load generator %.2f (cores %.2f / %.2f / %.2f)\n",
+			si, rate, step.DeliveriesPerSec, step.Latency.P99, step.Drops,
+			cpu.ServerUsPerDelivery, cpu.PluginUsPerDelivery, cpu.ClientUsPerDelivery, cpu.ServerCores, cpu.PluginCores, cpu.ClientCores)
 		if sendErr != nil {
 			res.note("step %d: send failed: %v", si, sendErr)
 			break

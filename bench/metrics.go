@@ -12,6 +12,7 @@ import (
 	"sort"
 	"strconv"
 	"strings"
+	"syscall"
 	"time"
 )
 
@@ -316,4 +317,102 @@ func snapshotMemory(ctx context.Context, baseURL string, pid int) (memSnapshot, 
 	}
 	m.rss, m.source = int64(v), "/metrics process_resident_memory_bytes"
 	return m, nil
+}
+
+// cpuSnapshot is the CPU time used so far by the load generator (this
+// process), the server and the server's children (plugin processes).
+type cpuSnapshot struct {
+	client, server, plugins time.Duration
+	ok                      bool // server (and plugins) were read
+}
+
+// userHZ is the unit of /proc/<pid>/stat times (USER_HZ, 100 on Linux).
+const userHZ = 100
+
+// snapshotCPU reads CPU times from /proc: the server's only when pid > 0
+// (the bench knows it with --spawn or --server-pid).
+func snapshotCPU(pid int) cpuSnapshot {
+	var s cpuSnapshot
+	var ru syscall.Rusage
+	if syscall.Getrusage(syscall.RUSAGE_SELF, &ru) == nil {
+		s.client = time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
+	}
+	if pid <= 0 {
+		return s
+	}
+	t, err := ReadCPU(pid)
+	if err != nil {
+		return s
+	}
+	s.server, s.ok = t, true
+	for _, c := range childPIDs(pid) {
+		if t, err := ReadCPU(c); err == nil {
+			s.plugins += t
+		}
+	}
+	return s
+}
+
+// ReadCPU returns the user+system CPU time of a process (/proc/<pid>/stat).
+func ReadCPU(pid int) (time.Duration, error) {
+	b, err := os.ReadFile(filepath.Join("/proc", strconv.Itoa(pid), "stat"))
+	if err != nil {
+		return 0, err
+	}
+	return parseStatCPU(string(b))
+}
+
+// parseStatCPU reads utime and stime (fields 14 and 15) of a /proc stat line;
+// the command name (field 2) may contain spaces and parentheses.
+func parseStatCPU(line string) (time.Duration, error) {
+	i := strings.LastIndexByte(line, ')')
+	if i < 0 {
+		return 0, fmt.Errorf("bench: bad stat line")
+	}
+	f := strings.Fields(line[i+1:])
+	// f[0] is field 3 (state): utime is f[11], stime f[12].
+	if len(f) < 13 {
+		return 0, fmt.Errorf("bench: short stat line")
+	}
+	u, err1 := strconv.ParseInt(f[11], 10, 64)
+	s, err2 := strconv.ParseInt(f[12], 10, 64)
+	if err1 != nil || err2 != nil {
+		return 0, fmt.Errorf("bench: bad stat times")
+	}
+	return time.Duration(u+s) * time.Second / userHZ, nil
+}
+
+// CPUUse is the CPU time spent during a step, in microseconds per delivery
+// (0 when not measured).
+type CPUUse struct {
+	ServerUsPerDelivery float64 `json:"server_us_per_delivery,omitempty"`
+	PluginUsPerDelivery float64 `json:"plugins_us_per_delivery,omitempty"`
+	ClientUsPerDelivery float64 `json:"client_us_per_delivery"`
+	// ServerCores etc. are the average cores used during the step.
+	ServerCores float64 `json:"server_cores,omitempty"`
+	PluginCores float64 `json:"plugin_cores,omitempty"`
+	ClientCores float64 `json:"client_cores"`
+}
+
+// cpuUse turns two snapshots around a step into per-delivery costs.
+func cpuUse(a, b cpuSnapshot, deliveries int64, elapsed time.Duration) CPUUse {
+	var u CPUUse
+	per := func(d time.Duration) float64 {
+		if deliveries <= 0 {
+			return 0
+		}
+		return float64(d.Microseconds()) / float64(deliveries)
+	}
+	cores := func(d time.Duration) float64 {
+		if elapsed <= 0 {
+			return 0
+		}
+		return d.Seconds() / elapsed.Seconds()
+	}
+	u.ClientUsPerDelivery, u.ClientCores = per(b.client-a.client), cores(b.client-a.client)
+	if a.ok && b.ok {
+		u.ServerUsPerDelivery, u.ServerCores = per(b.server-a.server), cores(b.server-a.server)
+		u.PluginUsPerDelivery, u.PluginCores = per(b.plugins-a.plugins), cores(b.plugins-a.plugins)
+	}
+	return u
 }

@@ -193,3 +193,62 @@ func waitFor(t *testing.T, cond func() bool) {
 		time.Sleep(10 * time.Millisecond)
 	}
 }
+
+// batchConn records which send a frame came through.
+type batchConn struct {
+	fakeConn
+	batched int
+}
+
+func (c *batchConn) SendBatched(f []byte) error {
+	c.mu.Lock()
+	c.batched++
+	c.mu.Unlock()
+	return c.Send(f)
+}
+
+func TestBigRoomsSendBatched(t *testing.T) {
+	ctx := context.Background()
+	h := New("inst0001", encode, nil, nil)
+	var conns []*batchConn
+	for i := range BatchMinMembers {
+		c := &batchConn{}
+		if err := h.Add(ctx, sdk.Socket{ID: c2id(i), UserID: fmt.Sprint("u", i)}, c); err != nil {
+			t.Fatal(err)
+		}
+		conns = append(conns, c)
+		if i < 2 {
+			if err := h.Join(ctx, c2id(i), "small"); err != nil {
+				t.Fatal(err)
+			}
+		}
+		if err := h.Join(ctx, c2id(i), "big"); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if n := h.DeliverLocal("small", []byte("s")); n != 2 {
+		t.Fatalf("small room delivered to %d", n)
+	}
+	if err := h.EmitFrameToSocket(ctx, c2id(0), []byte("d")); err != nil {
+		t.Fatal(err)
+	}
+	for i, c := range conns {
+		if c.batched != 0 {
+			t.Fatalf("conn %d: small-room or direct frame sent batched", i)
+		}
+	}
+	if n := h.DeliverLocal("big", []byte("b")); n != BatchMinMembers {
+		t.Fatalf("big room delivered to %d", n)
+	}
+	for i, c := range conns {
+		if c.batched != 1 {
+			t.Fatalf("conn %d: %d batched sends, want 1", i, c.batched)
+		}
+		got := c.got()
+		if got[len(got)-1] != "b" {
+			t.Fatalf("conn %d got %q", i, got)
+		}
+	}
+}
+
+func c2id(i int) string { return fmt.Sprintf("inst0001s%d", i) }

@@ -40,7 +40,14 @@ type Conn struct {
 	id         string
 	remoteAddr string
 	header     http.Header
-	writeDone  func(error)
+	flushFn    func() // c.flush, bound once (see writer.go)
+
+	wmu       sync.Mutex   // guards wq, writing, deferred
+	wq        *frameQueue  // frames waiting for the writer; nil when none
+	writing   bool         // the writer is scheduled or running
+	deferred  bool         // the batcher will schedule the writer
+	lastWrite atomic.Int64 // server clock (ns) of the last write
+	werr      error        // first write error; writer only
 
 	value atomic.Pointer[valueBox]
 
@@ -92,7 +99,15 @@ func (c *Conn) Connected() bool { return c.connected.Load() && !c.closing.Load()
 // never). When more than Options.OutboundQueue frames are pending the
 // connection is closed as a slow consumer and ErrSlowConsumer is returned;
 // after close it returns ErrClosed.
-func (c *Conn) Send(frame []byte) error {
+func (c *Conn) Send(frame []byte) error { return c.send(frame, false) }
+
+// SendBatched is Send for room fan-out: when the connection wrote within the
+// last Options.BatchDelay, the frame waits (at most BatchDelay) so that it
+// shares one write with the frames that follow it. Frames stay in order with
+// Send's, and a Send writes the waiting frames at once.
+func (c *Conn) SendBatched(frame []byte) error { return c.send(frame, true) }
+
+func (c *Conn) send(frame []byte, batched bool) error {
 	if c.closing.Load() {
 		return ErrClosed
 	}
@@ -103,7 +118,7 @@ func (c *Conn) Send(frame []byte) error {
 		c.abort(ReasonSlowConsumer)
 		return ErrSlowConsumer
 	}
-	c.ws.WriteAsync(gws.OpcodeText, frame, c.writeDone)
+	c.push(frame, batched)
 	return nil
 }
 
@@ -111,14 +126,7 @@ func (c *Conn) Send(frame []byte) error {
 // protocol frames that must precede a close).
 func (c *Conn) enqueue(frame []byte) {
 	c.pending.Add(1)
-	c.ws.WriteAsync(gws.OpcodeText, frame, c.writeDone)
-}
-
-func (c *Conn) onWritten(err error) {
-	c.pending.Add(-1)
-	if err == nil {
-		c.s.m.framesOut.Inc()
-	}
+	c.push(frame, false)
 }
 
 // Emit encodes and sends an EVENT (see EncodeEvent and Send).
@@ -159,6 +167,7 @@ func (c *Conn) closeWith(reason string, code uint16, pre []byte) {
 	if pre != nil {
 		c.enqueue(pre)
 	}
+	c.flushDeferred() // batched frames go before the close frame too
 	ws := c.ws
 	ws.Async(func() { _ = ws.WriteClose(code, nil) })
 	c.mu.Lock()

@@ -26,6 +26,7 @@ const (
 	DefaultConnectTimeout = 45 * time.Second
 	DefaultMaxPayload     = 1_000_000
 	DefaultOutboundQueue  = 1024
+	DefaultBatchDelay     = 10 * time.Millisecond
 )
 
 const (
@@ -61,6 +62,11 @@ type Options struct {
 	// connection (default 1024); beyond it the connection is closed as a
 	// slow consumer.
 	OutboundQueue int
+	// BatchDelay is how long a frame sent with Conn.SendBatched (room
+	// fan-out) may wait to share a write with later frames when the
+	// connection wrote within the last BatchDelay (default 10ms; negative:
+	// never wait). See writer.go.
+	BatchDelay time.Duration
 	// NewID generates engine/socket ids (default: 20 characters of
 	// crypto-random base64url). Ids must be unique and must not contain '.'.
 	NewID func() string
@@ -85,6 +91,9 @@ func (o Options) withDefaults() Options {
 	}
 	if o.OutboundQueue <= 0 {
 		o.OutboundQueue = DefaultOutboundQueue
+	}
+	if o.BatchDelay == 0 {
+		o.BatchDelay = DefaultBatchDelay
 	}
 	if o.NewID == nil {
 		o.NewID = NewRandomID
@@ -174,6 +183,7 @@ type Server struct {
 	log    *slog.Logger
 	m      *metrics
 	up     *gws.Upgrader
+	batch  *batcher // nil: SendBatched is Send
 	start  time.Time
 	tick   time.Duration
 	ctx    context.Context // cancelled by Shutdown
@@ -202,6 +212,9 @@ func NewServer(h Handler, opt Options) *Server {
 		ctx:    ctx,
 		cancel: cancel,
 		conns:  make(map[string]*Conn),
+	}
+	if opt.BatchDelay > 0 {
+		s.batch = &batcher{s: s, delay: opt.BatchDelay}
 	}
 	s.tick = min(opt.PingInterval, opt.PingTimeout, opt.ConnectTimeout) / 4
 	s.tick = max(min(s.tick, 500*time.Millisecond), time.Millisecond)
@@ -316,7 +329,7 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		remoteAddr: r.RemoteAddr,
 		header:     r.Header,
 	}
-	c.writeDone = c.onWritten
+	c.flushFn = c.flush
 	ws.Session().(*connSession).conn = c
 	now := s.now()
 	c.connectDeadline.Store(now + int64(s.opt.ConnectTimeout))
