@@ -192,6 +192,7 @@ func newSocketServer(cfg *config.Config, v *auth.Verifier, d sdk.Directory, h *h
 		MaxPayload:     cfg.SocketIO.MaxPayload,
 		AllowedOrigins: splitList(cfg.SocketIO.CORSOrigin),
 		OutboundQueue:  cfg.SocketIO.OutboundQueue,
+		BatchDelay:     batchDelay(cfg.SocketIO.BatchDelay),
 		NewID:          func() string { return inst + randomAlnum(12) },
 		Logger:         log.With("component", "socketio"),
 		Registerer:     reg,
@@ -415,3 +416,12 @@ func (s *services) Directory() sdk.Directory  { return s.dir }
 func (s *services) Logger() *slog.Logger      { return s.log }
 func (s *services) InstanceID() string        { return s.instance }
 func (s *services) LiveSockets() []sdk.Socket { return s.hub.Sockets() }
+
+// batchDelay maps socketio.batch_delay (0 = off) to socketio.Options (where 0
+// means the default and a negative value means off).
+func batchDelay(d time.Duration) time.Duration {
+	if d == 0 {
+		return -1
+	}
+	return d
+}

@@ -58,6 +58,10 @@ type SocketIOConfig struct {
 	// OutboundQueue is the most frames queued to one socket before it is
 	// disconnected as a slow consumer.
 	OutboundQueue int `koanf:"outbound_queue"`
+	// BatchDelay is how long a frame for a big room (100+ local members) may
+	// wait to share one write with the socket's next frames when the socket
+	// wrote less than BatchDelay ago; 0 writes every frame at once.
+	BatchDelay time.Duration `koanf:"batch_delay"`
 	// EventsPerSecond is the sustained rate of events one socket may send.
 	EventsPerSecond float64 `koanf:"events_per_second"`
 	// EventBurst is how many events one socket may send at once above

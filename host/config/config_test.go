@@ -371,6 +371,7 @@ func TestBadValues(t *testing.T) {
 		{name: "cors origin with path", env: []string{"CORS_ORIGIN=https://a.example.org/app"}, key: "socketio.cors_origin"},
 		{name: "events per second", env: []string{"RT_SOCKETIO__EVENTS_PER_SECOND=0"}, key: "socketio.events_per_second"},
 		{name: "outbound queue", env: []string{"RT_SOCKETIO__OUTBOUND_QUEUE=0"}, key: "socketio.outbound_queue"},
+		{name: "batch delay", env: []string{"RT_SOCKETIO__BATCH_DELAY=2s"}, key: "socketio.batch_delay"},
 		{name: "bus port", env: []string{"RT_BUS__PORT=-1"}, key: "bus.port"},
 		{name: "max payload", env: []string{"RT_SOCKETIO__MAX_PAYLOAD=1MB"}, key: "socketio.max_payload"},
 		{name: "bool", env: []string{"RT_DIRECTORY__GRAPHQL_SECURE=sometimes"}, key: "directory.graphql_secure"},

@@ -92,6 +92,9 @@ func (c *Config) validate(origin map[string]string) error {
 	p.positive("socketio.connect_timeout", s.ConnectTimeout)
 	p.atLeast("socketio.max_payload", s.MaxPayload, 1)
 	p.atLeast("socketio.outbound_queue", s.OutboundQueue, 1)
+	if s.BatchDelay < 0 || s.BatchDelay > time.Second {
+		p.add("socketio.batch_delay", "must be between 0 and 1s, got %s", s.BatchDelay)
+	}
 	if !(s.EventsPerSecond > 0) { // also catches NaN
 		p.add("socketio.events_per_second", "must be positive, got %v", s.EventsPerSecond)
 	}
