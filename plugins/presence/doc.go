@@ -49,12 +49,14 @@
 // retried leaves and re-entries. So one instance's deltas for a list leave
 // it in the order Redis applied them, and the host keeps that order to every
 // observer on every instance (local delivery in call order, one FIFO publish
-// queue). Only that one round trip and emit are under the lock; lists never
-// wait on unrelated lists. The refresher's plain deadline push is
-// refresh-only (it changes nobody's presence) and takes no lock, so a
-// refresh round stays parallel; lists it finds the user missing from are
-// re-entered under the lock. The cost: one list's transitions on one
-// instance run one at a time (one script round trip plus one emit each).
+// queue). Only that one round trip and the emit (queued on the plugin's
+// stream, no round trip) are under the lock: the script's arguments are
+// built before and a failed emit is logged after; lists never wait on
+// unrelated lists. The refresher's deadline push (refresh.lua) changes
+// nobody's presence and takes no lock, so a refresh round stays parallel;
+// lists it finds the user missing from are re-entered under the lock. The
+// cost: one list's transitions on one instance run one at a time (one script
+// round trip plus one emit each).
 //
 // Across instances the order is NOT guaranteed: instance A's delta reaches
 // B's observers through Redis pub/sub, while B's own deltas go straight to
@@ -88,13 +90,15 @@
 //
 //	Key                                          Type  Members / score                    TTL          Written by
 //	PresenceList:<listId>                        SET   userIds present on the list         none         enter.lua (SADD), exit.lua, exitall.lua (SREM)
-//	PresenceList:<listId>:UserSessions:<userId>  ZSET  socketIds of the user on the list,  none         enter.lua (ZADD), exit.lua, exitall.lua (ZREM, and
-//	                                                   score = deadline                                 ZREMRANGEBYSCORE -inf now drops expired tabs)
-//	SessionLists:<socketId>                      SET   listIds the socket is on            max(24h,     enter.lua (SADD, PEXPIRE), exit.lua (SREM),
-//	                                                                                       4*window)    exitall.lua (DEL)
-//	Presence.Sockets                             ZSET  socketIds, score = deadline          none         enter.lua (ZADD); exit.lua when the socket's last
-//	                                                                                                    list is left, exitall.lua (ZREM)
-//	Presence.SocketUser                          HASH  socketId -> userId                  none         enter.lua (HSET); exit.lua, exitall.lua (HDEL)
+//	PresenceList:<listId>:UserSessions:<userId>  ZSET  socketIds of the user on the list,  none         enter.lua, refresh.lua (ZADD), exit.lua, exitall.lua
+//	                                                   score = deadline                                 (ZREM; all four ZREMRANGEBYSCORE -inf now, dropping
+//	                                                                                                    expired tabs)
+//	SessionLists:<socketId>                      SET   listIds the socket is on            max(24h,     enter.lua, refresh.lua (SADD, PEXPIRE), exit.lua
+//	                                                                                       4*window)    (SREM), exitall.lua (DEL)
+//	Presence.Sockets                             ZSET  socketIds, score = deadline          none         enter.lua, refresh.lua (ZADD); exit.lua when the
+//	                                                                                                    socket's last list is left, exitall.lua (ZREM)
+//	Presence.SocketUser                          HASH  socketId -> userId                  none         enter.lua, refresh.lua (HSET); exit.lua, exitall.lua
+//	                                                                                                    (HDEL)
 //
 // Invariant (every script is atomic, so it holds between scripts whatever
 // runs concurrently): userId ∈ PresenceList:<l> exactly when
@@ -109,7 +113,9 @@
 // PresenceList:*, SessionLists:*, Presence.Sockets and Presence.SocketUser;
 // live instances re-create their sockets' state within one refresh_interval
 // (emitting "entered" again). The scripts touch keys they build from their
-// arguments, so they need a standalone Redis (not Redis Cluster).
+// arguments, so they need a standalone Redis (not Redis Cluster). The
+// scripts are sent without their comments (compactLua), since every call
+// carries its script's text to the host.
 //
 // SessionLists' TTL is only a backstop against orphaned keys; it is long on
 // purpose, so that even after every instance was down for a while the sweeper
@@ -117,15 +123,19 @@
 //
 // # Crash safety
 //
-// Every instance re-runs enter.lua (refresh-only, re-entering lists the user
-// is missing from) for each (socket, list) it holds every refresh_interval,
-// and sweeps every sweep_interval: it takes up to 500
-// sockets from Presence.Sockets whose deadline has passed and runs
-// exitall.lua on each, which re-checks the deadline atomically (so concurrent
-// sweeps, or a refresh racing a sweep, are safe) and emits "left". The users
-// of a SIGKILLed instance are therefore reported left at most
-// window + sweep_interval after its last refresh (50s with the defaults; the
-// spec requires under 60s). The deadlines are computed from each instance's
+// Every instance pushes the deadline of each (socket, list) it holds every
+// refresh_interval: refresh.lua, 64 sockets per round trip, 4 round trips at
+// once; lists the user is missing from are left alone by the script and
+// entered (under their lock) as by enterPage. It sweeps every sweep_interval:
+// it takes up to 500 sockets from Presence.Sockets whose deadline has passed
+// and runs exitall.lua on each, which re-checks the deadline atomically (so
+// concurrent sweeps, or a refresh racing a sweep, are safe) and emits "left".
+// Both loops wait a random 3/4 to 1 of their interval each time, so
+// instances started together do not refresh and sweep in step; no wait is
+// longer than the interval. The users of a SIGKILLed instance are therefore
+// reported left at most window + sweep_interval (plus the sweep's own run
+// time) after its last refresh (50s with the defaults; the spec requires
+// under 60s). The deadlines are computed from each instance's
 // clock (time.Now, passed to the scripts): instances' clocks must agree to
 // well within window - 2*refresh_interval (15s by default), which NTP gives.
 //

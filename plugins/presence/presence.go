@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"log/slog"
 	"maps"
+	"math/rand/v2"
 	"slices"
 	"sync"
 	"time"
@@ -123,6 +124,11 @@ func (p *Plugin) Describe() sdk.Descriptor {
 			EvPagePresence, EvPageUnpresence,
 			EvConferencePresence, EvObserveConference, EvUnobserveConference,
 		},
+		// OnConnect only reloads the lists Redis holds for the socket: a
+		// new socket has none (its first event makes its state), a socket
+		// replayed after a restart does. OnDisconnect reads the lists from
+		// Redis for a socket it has no state of.
+		SkipConnect: true,
 	}
 }
 
@@ -177,9 +183,10 @@ func (p *Plugin) Stop(ctx context.Context) error {
 	}
 }
 
+// loop runs f after each wait of jitter(every) until ctx ends.
 func (p *Plugin) loop(ctx context.Context, every time.Duration, f func(context.Context)) {
 	defer p.wg.Done()
-	t := time.NewTicker(every)
+	t := time.NewTimer(jitter(every))
 	defer t.Stop()
 	for {
 		select {
@@ -187,8 +194,17 @@ func (p *Plugin) loop(ctx context.Context, every time.Duration, f func(context.C
 			return
 		case <-t.C:
 			f(ctx)
+			t.Reset(jitter(every))
 		}
 	}
+}
+
+// jitter returns a random duration in [3/4, 1] of every. Instances started
+// together (a deploy) so drift apart instead of refreshing and sweeping in
+// step, and no wait is longer than every, which the crash-safety bound
+// (window + sweep_interval) and the refresh margin count on.
+func jitter(every time.Duration) time.Duration {
+	return every - rand.N(every/4+1)
 }
 
 // errNotStarted is returned by the hooks before Start succeeded.
@@ -288,14 +304,13 @@ func (p *Plugin) OnEvent(ctx context.Context, e sdk.Event) ([]any, error) {
 		return nil, err
 	}
 	st := p.state(e.Socket)
-	log := p.log.With("socket", e.Socket.ID, "event", e.Name)
 	if !st.lim.Allow() {
-		log.Debug("presence event ignored", "reason", "rate limited")
+		p.log.Debug("presence event ignored", "socket", e.Socket.ID, "event", e.Name, "reason", "rate limited")
 		return nil, nil
 	}
 	arg, err := p.stringArg(e.Args)
 	if err != nil {
-		log.Info("presence event ignored", "reason", err.Error())
+		p.ignored(e, err.Error())
 		return nil, nil
 	}
 	var listID string
@@ -306,12 +321,12 @@ func (p *Plugin) OnEvent(ctx context.Context, e sdk.Event) ([]any, error) {
 		listID, err = ListID(e.Socket, arg, p.cfg.MaxPathBytes)
 	}
 	if err != nil {
-		log.Info("presence event ignored", "reason", err.Error())
+		p.ignored(e, err.Error())
 		return nil, nil
 	}
 	switch e.Name {
 	case EvEnterPage, EvPagePresence, EvConferencePresence:
-		err = p.handleEnter(ctx, st, e.Socket, listID, log)
+		err = p.handleEnter(ctx, st, e, listID)
 	case EvLeavePage, EvPageUnpresence:
 		err = p.handleLeave(ctx, st, e.Socket, listID)
 	case EvObservePage, EvObserveConference:
@@ -319,13 +334,19 @@ func (p *Plugin) OnEvent(ctx context.Context, e sdk.Event) ([]any, error) {
 	case EvUnobservePage, EvUnobserveConference:
 		err = p.host.Leave(ctx, e.Socket.ID, RoomPrefix+listID)
 	default:
-		log.Info("presence event ignored", "reason", "unknown event")
+		p.ignored(e, "unknown event")
 		return nil, nil
 	}
 	if err != nil {
 		return nil, fmt.Errorf("presence %s from %s: %w", e.Name, e.Socket.ID, err)
 	}
 	return nil, nil
+}
+
+// ignored logs an event the plugin ignores. The logger's attributes are built
+// here, not for every event: a logger With attributes formats them at once.
+func (p *Plugin) ignored(e sdk.Event, reason string) {
+	p.log.Info("presence event ignored", "socket", e.Socket.ID, "event", e.Name, "reason", reason)
 }
 
 // stringArg extracts the single string argument of an event.
@@ -347,14 +368,15 @@ func (p *Plugin) stringArg(args []json.RawMessage) (string, error) {
 	return s, nil
 }
 
-func (p *Plugin) handleEnter(ctx context.Context, st *socketState, s sdk.Socket, listID string, log *slog.Logger) error {
+func (p *Plugin) handleEnter(ctx context.Context, st *socketState, e sdk.Event, listID string) error {
+	s := e.Socket
 	st.mu.Lock()
 	defer st.mu.Unlock()
 	if st.gone {
 		return nil
 	}
 	if _, ok := st.lists[listID]; !ok && len(st.lists) >= p.cfg.MaxListsPerSocket {
-		log.Info("presence event ignored", "reason", fmt.Sprintf("socket is on %d lists already", len(st.lists)))
+		p.ignored(e, fmt.Sprintf("socket is on %d lists already", len(st.lists)))
 		return nil
 	}
 	st.sock = s
@@ -384,62 +406,70 @@ func (p *Plugin) handleLeave(ctx context.Context, st *socketState, s sdk.Socket,
 
 // enterOrdered runs enter.lua for the socket on lists and emits "entered"
 // where the user is new, holding the lists' locks across both so that this
-// instance's deltas of each list leave in Redis's order.
+// instance's deltas of each list leave in Redis's order. Everything else
+// (building the arguments, logging a failed emit) happens outside the locks:
+// other events of the list queue behind them.
 func (p *Plugin) enterOrdered(ctx context.Context, s sdk.Socket, lists []string) error {
+	args := p.enterArgs(s, lists)
 	unlock, err := p.order.lock(ctx, lists...)
 	if err != nil {
 		return fmt.Errorf("presence enter: %w", err)
 	}
-	defer unlock()
-	added, err := p.enter(ctx, s, lists, false)
-	if err != nil {
-		return err
+	added, err := p.enter(ctx, s.ID, args)
+	var emitErr error
+	if err == nil {
+		emitErr = p.emitDeltas(ctx, EvEntered, s.UserID, added)
 	}
-	p.emitDeltas(ctx, EvEntered, s.UserID, added)
-	return nil
+	unlock()
+	p.logEmitErr(EvEntered, s.UserID, emitErr)
+	return err
 }
 
 // exitOrdered runs exit.lua and emits "left" if the user left, holding the
 // list's lock across both (see enterOrdered).
 func (p *Plugin) exitOrdered(ctx context.Context, s sdk.Socket, listID string) error {
+	now := ms(p.now())
 	unlock, err := p.order.lock(ctx, listID)
 	if err != nil {
 		return fmt.Errorf("presence leave: %w", err)
 	}
-	defer unlock()
-	left, err := p.exit(ctx, s, listID)
-	if err != nil {
-		return err
+	left, err := p.exit(ctx, s, listID, now)
+	var emitErr error
+	if err == nil && left {
+		emitErr = p.emitDeltas(ctx, EvLeft, s.UserID, []string{listID})
 	}
-	if left {
-		p.emitDeltas(ctx, EvLeft, s.UserID, []string{listID})
-	}
-	return nil
+	unlock()
+	p.logEmitErr(EvLeft, s.UserID, emitErr)
+	return err
 }
 
 // exitAllOrdered runs exitall.lua (see exitAll) and emits "left" for the
 // lists the user left, holding the locks of lists: the lists the caller
 // knows the socket is on (the script finds them itself, atomically).
 func (p *Plugin) exitAllOrdered(ctx context.Context, socketID, userID string, sweep bool, lists []string) (string, []string, error) {
+	now := ms(p.now())
 	unlock, err := p.order.lock(ctx, lists...)
 	if err != nil {
 		return "", nil, fmt.Errorf("presence exit: %w", err)
 	}
-	uid, left, err := p.exitAll(ctx, socketID, userID, sweep)
+	uid, left, err := p.exitAllAt(ctx, socketID, userID, sweep, now)
 	if err != nil {
 		unlock()
 		return "", nil, err
 	}
-	locked, late := slices.Clone(left), []string(nil)
-	locked = slices.DeleteFunc(locked, func(l string) bool {
-		if slices.Contains(lists, l) {
-			return false
-		}
-		late = append(late, l)
-		return true
-	})
-	p.emitDeltas(ctx, EvLeft, uid, locked)
+	locked, late := left, []string(nil)
+	if !allIn(left, lists) {
+		locked = slices.DeleteFunc(slices.Clone(left), func(l string) bool {
+			if slices.Contains(lists, l) {
+				return false
+			}
+			late = append(late, l)
+			return true
+		})
+	}
+	emitErr := p.emitDeltas(ctx, EvLeft, uid, locked)
 	unlock()
+	p.logEmitErr(EvLeft, uid, emitErr)
 	if len(late) > 0 {
 		// A list the caller did not know of: added to SessionLists after
 		// the sweeper read it (only an enter of this very socket adds one,
@@ -447,12 +477,24 @@ func (p *Plugin) exitAllOrdered(ctx context.Context, socketID, userID string, sw
 		// or a leave whose retry this process gave up on. Emit under the
 		// lists' locks; without them if the wait fails, rather than not
 		// at all.
-		if unlock, err := p.order.lock(ctx, late...); err == nil {
-			defer unlock()
+		unlock, err := p.order.lock(ctx, late...)
+		emitErr := p.emitDeltas(ctx, EvLeft, uid, late)
+		if err == nil {
+			unlock()
 		}
-		p.emitDeltas(ctx, EvLeft, uid, late)
+		p.logEmitErr(EvLeft, uid, emitErr)
 	}
 	return uid, left, nil
+}
+
+// allIn reports whether every element of a is in b.
+func allIn(a, b []string) bool {
+	for _, x := range a {
+		if !slices.Contains(b, x) {
+			return false
+		}
+	}
+	return true
 }
 
 // handleObserve joins the list's room first, then sends the snapshot, so no
@@ -471,14 +513,23 @@ func (p *Plugin) handleObserve(ctx context.Context, s sdk.Socket, listID string)
 	return nil
 }
 
-// emitDeltas sends event {listId, userId} to each list's room; failures are
-// logged (the state in Redis is already right, and a re-observe heals a
-// client).
-func (p *Plugin) emitDeltas(ctx context.Context, event, userID string, lists []string) {
+// emitDeltas sends event {listId, userId} to each list's room. It returns
+// the failures for logEmitErr, called once the lists' locks are released.
+func (p *Plugin) emitDeltas(ctx context.Context, event, userID string, lists []string) error {
+	var errs []error
 	for _, l := range lists {
 		if err := p.host.Emit(ctx, sdk.RoomTarget(RoomPrefix+l), event, Delta{ListID: l, UserID: userID}); err != nil {
-			p.log.Warn("presence emit failed", "event", event, "listId", l, "userId", userID, "err", err)
+			errs = append(errs, fmt.Errorf("list %s: %w", l, err))
 		}
+	}
+	return errors.Join(errs...)
+}
+
+// logEmitErr logs failed emits; they are not returned to the caller, since
+// the state in Redis is already right and a re-observe heals a client.
+func (p *Plugin) logEmitErr(event, userID string, err error) {
+	if err != nil {
+		p.log.Warn("presence emit failed", "event", event, "userId", userID, "err", err)
 	}
 }
 
@@ -491,60 +542,89 @@ func (p *Plugin) snapshot() []*socketState {
 
 // refreshAll pushes the deadlines of every socket this process holds.
 func (p *Plugin) refreshAll(ctx context.Context) {
-	// Each refresh is a store round trip (over gRPC in subprocess mode): run
-	// refreshParallel at once, so a round over thousands of sockets stays
-	// well inside the window instead of taking one round trip per socket.
+	// refreshBatch sockets share one script round trip (over gRPC in
+	// subprocess mode), and refreshParallel batches run at once: a round
+	// over 10,000 sockets is ~160 round trips, not 10,000 that would compete
+	// with the events' own round trips every refresh_interval.
 	sem := make(chan struct{}, refreshParallel)
 	var wg sync.WaitGroup
-	for _, st := range p.snapshot() {
+	for batch := range slices.Chunk(p.snapshot(), refreshBatch) {
 		if ctx.Err() != nil {
 			break
 		}
 		sem <- struct{}{}
-		wg.Add(1)
-		go func() {
-			defer func() { <-sem; wg.Done() }()
-			p.refresh(ctx, st)
-		}()
+		wg.Go(func() {
+			defer func() { <-sem }()
+			p.refresh(ctx, batch...)
+		})
 	}
 	wg.Wait()
 }
 
-// refreshParallel is how many sockets a refresh round updates at once.
-const refreshParallel = 32
+const (
+	// refreshBatch is how many sockets one refresh script updates.
+	refreshBatch = 64
+	// refreshParallel is how many refresh batches run at once.
+	refreshParallel = 4
+)
 
-// refresh re-runs enter for every list of one socket (idempotent; after an
-// admin flush it re-creates the state and emits "entered" again).
-func (p *Plugin) refresh(ctx context.Context, st *socketState) {
-	st.mu.Lock()
-	defer st.mu.Unlock()
-	if st.gone {
-		return
-	}
+// refresh pushes the deadlines of sts on every list they are on (one
+// refresh.lua round trip), retrying their failed leaves first; lists a user
+// is missing from (flushed, or swept while this refresh was late) are
+// entered as an enterPage would, emitting "entered" again.
+//
+// Each socket's mu is held from before the script until its missing lists
+// are entered, so that the script cannot put back a list the socket left
+// meanwhile. Only refresh takes several sockets' mu, on disjoint batches, and
+// nothing waits for a socket's mu while holding a list lock, so this cannot
+// deadlock.
+func (p *Plugin) refresh(ctx context.Context, sts ...*socketState) {
 	opCtx, cancel := context.WithTimeout(ctx, bgOpTimeout)
 	defer cancel()
+	held := make([]*socketState, 0, len(sts))
+	socks := make([]sdk.Socket, 0, len(sts))
+	lists := make([][]string, 0, len(sts))
+	for _, st := range sts {
+		st.mu.Lock()
+		if st.gone || !p.retryLeaves(opCtx, st) || len(st.lists) == 0 {
+			st.mu.Unlock()
+			continue
+		}
+		held = append(held, st)
+		socks = append(socks, st.sock)
+		lists = append(lists, slices.Collect(maps.Keys(st.lists)))
+	}
+	if len(held) == 0 {
+		return
+	}
+	// No list locks: the script changes nobody's presence, so it needs no
+	// order, and most sockets share their conference's list, so locking
+	// would run the batches one by one.
+	missing, err := p.refreshBatch(opCtx, socks, lists)
+	if err != nil {
+		p.log.Warn("presence refresh failed", "sockets", len(held), "err", err)
+	}
+	for _, st := range held {
+		if m := missing[st.sock.ID]; len(m) > 0 {
+			if err := p.enterOrdered(opCtx, st.sock, m); err != nil {
+				p.log.Warn("presence refresh failed", "socket", st.sock.ID, "err", err)
+			}
+		}
+		st.mu.Unlock()
+	}
+}
+
+// retryLeaves retries the socket's failed leaves (st.mu held); false if one
+// failed again, which leaves the socket's refresh to the next round.
+func (p *Plugin) retryLeaves(ctx context.Context, st *socketState) bool {
 	for l := range st.pending {
-		if err := p.exitOrdered(opCtx, st.sock, l); err != nil {
+		if err := p.exitOrdered(ctx, st.sock, l); err != nil {
 			p.log.Warn("presence retry of leave failed", "socket", st.sock.ID, "err", err)
-			return
+			return false
 		}
 		delete(st.pending, l)
 	}
-	if len(st.lists) == 0 {
-		return
-	}
-	// Refresh without the list locks: 32 refreshes run at once and most
-	// sockets share their conference's list, so locking would run them one
-	// by one. A refresh-only script changes no membership, so it needs no
-	// order; the lists the user is missing from (flushed, or swept while
-	// this refresh was late) are entered as an enterPage would.
-	missing, err := p.enter(opCtx, st.sock, slices.Collect(maps.Keys(st.lists)), true)
-	if err == nil && len(missing) > 0 {
-		err = p.enterOrdered(opCtx, st.sock, missing)
-	}
-	if err != nil {
-		p.log.Warn("presence refresh failed", "socket", st.sock.ID, "err", err)
-	}
+	return true
 }
 
 // sweep removes sockets whose deadline has passed (their instance died or

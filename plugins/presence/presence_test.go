@@ -55,6 +55,7 @@ var scenarios = []scenario{
 	{"sweep skips a refreshed socket", scSweepRefreshed},
 	{"replayed OnConnect reloads state", scReplay},
 	{"refresh after flush re-creates state", scFlush},
+	{"batched refresh", scBatchedRefresh},
 }
 
 func TestScenarios(t *testing.T) {

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/clowdr/realtime/plugins/sdk"
@@ -29,16 +30,44 @@ const (
 // RoomPrefix + listId is the room of a page's observers.
 const RoomPrefix = "PresenceQueue:"
 
+// The scripts as sent: compactLua drops their comments, which every call
+// would otherwise carry to the host (over gRPC in subprocess mode) and the
+// host would hash to find the script's SHA1.
+var (
+	enterScript   = compactLua(enterSrc)
+	exitScript    = compactLua(exitSrc)
+	exitAllScript = compactLua(exitAllSrc)
+	expiredScript = compactLua(expiredSrc)
+	refreshScript = compactLua(refreshSrc)
+)
+
 var (
 	//go:embed enter.lua
-	enterScript string
+	enterSrc string
 	//go:embed exit.lua
-	exitScript string
+	exitSrc string
 	//go:embed exitall.lua
-	exitAllScript string
+	exitAllSrc string
 	//go:embed expired.lua
-	expiredScript string
+	expiredSrc string
+	//go:embed refresh.lua
+	refreshSrc string
 )
+
+// compactLua drops comment lines, blank lines and indentation. The scripts
+// have no multi-line strings, so no line starting with "--" is data.
+func compactLua(src string) string {
+	var b strings.Builder
+	for line := range strings.Lines(src) {
+		line = strings.TrimSpace(line)
+		if line == "" || strings.HasPrefix(line, "--") {
+			continue
+		}
+		b.WriteString(line)
+		b.WriteByte('\n')
+	}
+	return b.String()
+}
 
 // ms is t as unix milliseconds, the unit of every score and ARGV time.
 func ms(t time.Time) string { return strconv.FormatInt(t.UnixMilli(), 10) }
@@ -47,34 +76,70 @@ func socketKeys(socketID string) []string {
 	return []string{SocketsKey, SocketUserKey, SessionListsPrefix + socketID}
 }
 
-// enter runs enter.lua for the socket on lists and returns the lists on which
-// the user is new. With refresh it only pushes the deadlines of the lists the
-// user is on and returns the others, changing nothing on them (see refresh).
-func (p *Plugin) enter(ctx context.Context, s sdk.Socket, lists []string, refresh bool) ([]string, error) {
-	if len(lists) == 0 {
-		return nil, nil
-	}
+// enterArgs builds enter.lua's arguments for the socket on lists; callers
+// build them before taking the lists' locks, so that the locks cover only
+// the round trip and the emit.
+func (p *Plugin) enterArgs(s sdk.Socket, lists []string) []any {
 	now := p.now()
-	mode := "0"
-	if refresh {
-		mode = "1"
-	}
-	args := make([]any, 0, 6+len(lists))
+	args := make([]any, 0, 5+len(lists))
 	args = append(args, s.ID, s.UserID, ms(now.Add(p.cfg.Window)), ms(now),
-		strconv.FormatInt(p.cfg.sessionListsTTL().Milliseconds(), 10), mode)
+		strconv.FormatInt(p.cfg.sessionListsTTL().Milliseconds(), 10))
 	for _, l := range lists {
 		args = append(args, l)
 	}
-	out, err := sdk.Strings(p.store.Eval(ctx, enterScript, socketKeys(s.ID), args...))
+	return args
+}
+
+// enter runs enter.lua with args from enterArgs and returns the lists on
+// which the user is new.
+func (p *Plugin) enter(ctx context.Context, socketID string, args []any) ([]string, error) {
+	if len(args) <= 5 {
+		return nil, nil
+	}
+	out, err := sdk.Strings(p.store.Eval(ctx, enterScript, socketKeys(socketID), args...))
 	if err != nil {
 		return nil, fmt.Errorf("presence enter script: %w", err)
 	}
 	return out, nil
 }
 
-// exit runs exit.lua and reports whether the user left the list.
-func (p *Plugin) exit(ctx context.Context, s sdk.Socket, listID string) (bool, error) {
-	n, err := sdk.Int64(p.store.Eval(ctx, exitScript, socketKeys(s.ID), s.ID, s.UserID, ms(p.now()), listID))
+// refreshBatch runs refresh.lua for several sockets at once (one round trip)
+// and returns, per socket id, the lists its user is missing from: refresh.lua
+// left those alone, the caller enters them. socks[i] is on lists[i].
+func (p *Plugin) refreshBatch(ctx context.Context, socks []sdk.Socket, lists [][]string) (map[string][]string, error) {
+	now := p.now()
+	n := 3
+	for _, ls := range lists {
+		n += 3 + len(ls)
+	}
+	args := make([]any, 0, n)
+	args = append(args, ms(now.Add(p.cfg.Window)), ms(now),
+		strconv.FormatInt(p.cfg.sessionListsTTL().Milliseconds(), 10))
+	for i, s := range socks {
+		args = append(args, s.ID, s.UserID, strconv.Itoa(len(lists[i])))
+		for _, l := range lists[i] {
+			args = append(args, l)
+		}
+	}
+	v, err := sdk.Strings(p.store.Eval(ctx, refreshScript, []string{SocketsKey, SocketUserKey}, args...))
+	if err != nil {
+		return nil, fmt.Errorf("presence refresh script: %w", err)
+	}
+	groups, err := splitGroups(v)
+	if err != nil {
+		return nil, fmt.Errorf("presence refresh script: %w", err)
+	}
+	missing := make(map[string][]string, len(groups))
+	for _, g := range groups {
+		missing[g.id] = g.lists
+	}
+	return missing, nil
+}
+
+// exit runs exit.lua and reports whether the user left the list; now is
+// ms(p.now()), read before the list's lock was taken.
+func (p *Plugin) exit(ctx context.Context, s sdk.Socket, listID, now string) (bool, error) {
+	n, err := sdk.Int64(p.store.Eval(ctx, exitScript, socketKeys(s.ID), s.ID, s.UserID, now, listID))
 	if err != nil {
 		return false, fmt.Errorf("presence exit script: %w", err)
 	}
@@ -83,13 +148,18 @@ func (p *Plugin) exit(ctx context.Context, s sdk.Socket, listID string) (bool, e
 
 // exitAll runs exitall.lua for socketID; with sweep it does nothing unless
 // the socket's deadline has passed. It returns the user and the lists the
-// user left.
+// user left. An older now (read before waiting for locks) is safe: the sweep
+// check only gets stricter, and entries expired at now are expired later.
 func (p *Plugin) exitAll(ctx context.Context, socketID, userID string, sweep bool) (string, []string, error) {
+	return p.exitAllAt(ctx, socketID, userID, sweep, ms(p.now()))
+}
+
+func (p *Plugin) exitAllAt(ctx context.Context, socketID, userID string, sweep bool, now string) (string, []string, error) {
 	flag := "0"
 	if sweep {
 		flag = "1"
 	}
-	out, err := sdk.Strings(p.store.Eval(ctx, exitAllScript, socketKeys(socketID), socketID, ms(p.now()), flag, userID))
+	out, err := sdk.Strings(p.store.Eval(ctx, exitAllScript, socketKeys(socketID), socketID, now, flag, userID))
 	if err != nil {
 		return "", nil, fmt.Errorf("presence exitAll script: %w", err)
 	}
@@ -121,7 +191,8 @@ func (p *Plugin) sessionLists(ctx context.Context, socketID string) ([]string, e
 }
 
 // expiredSocket is a socket whose deadline has passed, with the lists Redis
-// held for it when the sweeper read it.
+// held for it when the sweeper read it (also a socket and the lists its user
+// is missing from, in refreshBatch).
 type expiredSocket struct {
 	id    string
 	lists []string
@@ -134,17 +205,26 @@ func (p *Plugin) expired(ctx context.Context, limit int) ([]expiredSocket, error
 	if err != nil {
 		return nil, fmt.Errorf("presence read expired sockets: %w", err)
 	}
+	out, err := splitGroups(v)
+	if err != nil {
+		return nil, fmt.Errorf("presence read expired sockets: %w", err)
+	}
+	return out, nil
+}
+
+// splitGroups parses {id, n, item * n, id, n, ...}.
+func splitGroups(v []string) ([]expiredSocket, error) {
 	var out []expiredSocket
 	for len(v) >= 2 {
 		n, err := strconv.Atoi(v[1])
 		if err != nil || n < 0 || n > len(v)-2 {
-			return nil, fmt.Errorf("presence read expired sockets: bad reply at %q", v[0])
+			return nil, fmt.Errorf("bad reply at %q", v[0])
 		}
 		out = append(out, expiredSocket{id: v[0], lists: v[2 : 2+n]})
 		v = v[2+n:]
 	}
 	if len(v) != 0 {
-		return nil, errors.New("presence read expired sockets: truncated reply")
+		return nil, errors.New("truncated reply")
 	}
 	return out, nil
 }
