@@ -439,6 +439,11 @@ func (in *instance) deliver(ctx context.Context, d sdk.Delivery) error {
 	}
 	select {
 	case err := <-ch:
+		if errors.Is(err, sdk.ErrEmittedBeforeExit) {
+			// Its emits went out: a redelivery would repeat them.
+			in.logger.Warn("plugin died while handling a delivery it had already emitted for; acking it", "queue", d.Queue)
+			return nil
+		}
 		return err
 	case <-ctx.Done():
 		return ctx.Err()

@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"log/slog"
 )
 
@@ -12,6 +13,12 @@ var (
 	// ErrPluginUnavailable means the plugin is not running (not started yet,
 	// crashed, restarting or stopped); the call was not delivered.
 	ErrPluginUnavailable = errors.New("plugin unavailable")
+	// ErrEmittedBeforeExit is Deliver's answer when the plugin died while
+	// handling the delivery but after OnDelivery had emitted: its visible
+	// work reached the host, so the host acks the delivery instead of
+	// having it redelivered (and emitted twice). It wraps
+	// ErrPluginUnavailable.
+	ErrEmittedBeforeExit = fmt.Errorf("%w: it exited after its delivery handler emitted", ErrPluginUnavailable)
 	// ErrOverloaded means the plugin's bounded queue is full; the call was not
 	// delivered.
 	ErrOverloaded = errors.New("plugin overloaded")

@@ -52,6 +52,10 @@
 //   - OnDelivery handles one message of a declared queue: nil acks it, an
 //     error nacks and requeues it, an error wrapping ErrDrop nacks it without
 //     requeue. "{instance}" in a queue name becomes the host's instance id.
+//     If the plugin process dies while handling a delivery, the host
+//     requeues it, unless the handler had already emitted (with the ctx it
+//     got): then it acks it, so that subscribers do not get the emit twice
+//     (ErrEmittedBeforeExit). Emit last in OnDelivery.
 //   - OnDeliveries (optional, BatchDeliveryHandler) handles the deliveries
 //     of a queue declared with BatchMax > 0 in batches; see below.
 //   - OnHTTP serves a declared route (body up to 1 MiB).

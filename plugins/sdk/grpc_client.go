@@ -30,6 +30,8 @@ type grpcClient struct {
 	mu      sync.Mutex
 	closed  bool
 	pending map[uint64]func(*pluginv1.Done) // called with nil when the plugin is gone
+	// emitted holds the pending deliveries whose handler has emitted.
+	emitted map[uint64]bool
 	host    HostServices
 	hostSrv *grpc.Server
 	logger  *slog.Logger
@@ -48,6 +50,7 @@ func newGRPCClient(doneCtx context.Context, broker *plugin.GRPCBroker, conn *grp
 		cancel:  cancel,
 		out:     make(chan *pluginv1.HostMessage, outQueueDepth),
 		pending: make(map[uint64]func(*pluginv1.Done)),
+		emitted: make(map[uint64]bool),
 		logger:  slog.Default(),
 	}
 }
@@ -165,6 +168,13 @@ func (c *grpcClient) recvLoop(stream pluginv1.Plugin_ChannelClient) {
 				}
 			case *pluginv1.PluginMessage_Emit:
 				e := x.Emit
+				if seq := e.GetDeliverySeq(); seq != 0 {
+					c.mu.Lock()
+					if _, ok := c.pending[seq]; ok {
+						c.emitted[seq] = true
+					}
+					c.mu.Unlock()
+				}
 				kind, err := targetKindFromProto(e.GetTargetKind())
 				if err != nil {
 					c.logger.Warn("plugin emit dropped", "event", e.GetEvent(), "error", err)
@@ -286,11 +296,26 @@ func (c *grpcClient) Disconnect(s Socket, reason string, done func(error)) error
 }
 
 func (c *grpcClient) Deliver(d Delivery, done func(error)) error {
+	var mySeq uint64
 	return c.send(func(seq uint64) *pluginv1.HostMessage {
+		mySeq = seq
 		return &pluginv1.HostMessage{Msg: &pluginv1.HostMessage_Delivery{Delivery: &pluginv1.Delivery{
 			Seq: seq, Queue: d.Queue, Exchange: d.Exchange, RoutingKey: d.RoutingKey, Body: d.Body, Redelivered: d.Redelivered,
 		}}}
-	}, doneErr(done))
+	}, func(dn *pluginv1.Done) {
+		c.mu.Lock()
+		emitted := c.emitted[mySeq]
+		delete(c.emitted, mySeq)
+		c.mu.Unlock()
+		if done == nil {
+			return
+		}
+		if dn == nil && emitted {
+			done(ErrEmittedBeforeExit)
+			return
+		}
+		done(remoteError(dn))
+	})
 }
 
 func (c *grpcClient) HTTP(ctx context.Context, r HTTPRequest) (HTTPResponse, error) {

@@ -311,7 +311,8 @@ func (s *grpcServer) dispatch(ctx context.Context, m *pluginv1.HostMessage) erro
 			return nil
 		}
 		return s.disp.submit(ctx, "q:"+del.Queue, func() {
-			hctx, cancel := context.WithTimeout(s.ctx, handlerTimeout)
+			// Emits made while handling it carry its seq (ErrEmittedBeforeExit).
+			hctx, cancel := context.WithTimeout(context.WithValue(s.ctx, deliverySeqKey{}, dv.GetSeq()), handlerTimeout)
 			err := safely(s.logger, "OnDelivery", func() error { return s.impl.OnDelivery(hctx, del) })
 			cancel()
 			s.done(dv.GetSeq(), err, nil, err != nil && errors.Is(err, ErrDrop))

@@ -188,8 +188,9 @@ func (h *remoteHost) Emit(ctx context.Context, to Target, event string, args ...
 	if err != nil {
 		return fmt.Errorf("emit %q: %w", event, err)
 	}
+	seq, _ := ctx.Value(deliverySeqKey{}).(uint64)
 	m := &pluginv1.PluginMessage{Msg: &pluginv1.PluginMessage_Emit{Emit: &pluginv1.Emit{
-		TargetKind: targetKindToProto(to.Kind), TargetId: to.ID, Event: event, Args: rawToBytes(raw),
+		TargetKind: targetKindToProto(to.Kind), TargetId: to.ID, Event: event, Args: rawToBytes(raw), DeliverySeq: seq,
 	}}}
 	if err := h.srv.enqueue(ctx, m); err != nil {
 		return fmt.Errorf("emit %q: %w", event, err)
@@ -321,3 +322,7 @@ func (d remoteDirectory) IsEventChair(ctx context.Context, s Socket, eventID str
 	err = d.call(ctx, dirIsEventChair, &ok, s, eventID)
 	return ok, err
 }
+
+// deliverySeqKey marks the ctx of an OnDelivery call with the delivery's
+// seq, so its emits name it (see ErrEmittedBeforeExit).
+type deliverySeqKey struct{}

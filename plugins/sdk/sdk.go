@@ -167,7 +167,8 @@ type Plugin interface {
 	// OnHTTP serves one of the plugin's routes.
 	OnHTTP(ctx context.Context, r HTTPRequest) (HTTPResponse, error)
 	// OnDelivery handles one bus message; nil acks it, an error nacks it (requeued
-	// unless it wraps ErrDrop).
+	// unless it wraps ErrDrop). If the process dies during the call after it
+	// emitted with ctx, the host acks the message (see ErrEmittedBeforeExit).
 	OnDelivery(ctx context.Context, d Delivery) error
 	// Stop releases resources; the host calls it before it kills the process.
 	Stop(ctx context.Context) error

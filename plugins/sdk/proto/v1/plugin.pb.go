@@ -1175,11 +1175,15 @@ func (x *Done) GetDrop() bool {
 }
 
 type Emit struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	TargetKind    TargetKind             `protobuf:"varint,1,opt,name=target_kind,json=targetKind,proto3,enum=realtime.plugin.v1.TargetKind" json:"target_kind,omitempty"`
-	TargetId      string                 `protobuf:"bytes,2,opt,name=target_id,json=targetId,proto3" json:"target_id,omitempty"`
-	Event         string                 `protobuf:"bytes,3,opt,name=event,proto3" json:"event,omitempty"`
-	Args          [][]byte               `protobuf:"bytes,4,rep,name=args,proto3" json:"args,omitempty"`
+	state      protoimpl.MessageState `protogen:"open.v1"`
+	TargetKind TargetKind             `protobuf:"varint,1,opt,name=target_kind,json=targetKind,proto3,enum=realtime.plugin.v1.TargetKind" json:"target_kind,omitempty"`
+	TargetId   string                 `protobuf:"bytes,2,opt,name=target_id,json=targetId,proto3" json:"target_id,omitempty"`
+	Event      string                 `protobuf:"bytes,3,opt,name=event,proto3" json:"event,omitempty"`
+	Args       [][]byte               `protobuf:"bytes,4,rep,name=args,proto3" json:"args,omitempty"`
+	// The seq of the Delivery whose OnDelivery made this emit (0: none). If
+	// the plugin dies before answering that delivery, the host acks it rather
+	// than have it redelivered and emitted twice.
+	DeliverySeq   uint64 `protobuf:"varint,5,opt,name=delivery_seq,json=deliverySeq,proto3" json:"delivery_seq,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1240,6 +1244,13 @@ func (x *Emit) GetArgs() [][]byte {
 		return x.Args
 	}
 	return nil
+}
+
+func (x *Emit) GetDeliverySeq() uint64 {
+	if x != nil {
+		return x.DeliverySeq
+	}
+	return 0
 }
 
 type PluginMessage struct {
@@ -2383,13 +2394,14 @@ const file_plugin_proto_rawDesc = "" +
 	"\x03seq\x18\x01 \x01(\x04R\x03seq\x12\x14\n" +
 	"\x05error\x18\x02 \x01(\tR\x05error\x12\x19\n" +
 	"\back_args\x18\x03 \x03(\fR\aackArgs\x12\x12\n" +
-	"\x04drop\x18\x04 \x01(\bR\x04drop\"\x8e\x01\n" +
+	"\x04drop\x18\x04 \x01(\bR\x04drop\"\xb1\x01\n" +
 	"\x04Emit\x12?\n" +
 	"\vtarget_kind\x18\x01 \x01(\x0e2\x1e.realtime.plugin.v1.TargetKindR\n" +
 	"targetKind\x12\x1b\n" +
 	"\ttarget_id\x18\x02 \x01(\tR\btargetId\x12\x14\n" +
 	"\x05event\x18\x03 \x01(\tR\x05event\x12\x12\n" +
-	"\x04args\x18\x04 \x03(\fR\x04args\"\xaf\x01\n" +
+	"\x04args\x18\x04 \x03(\fR\x04args\x12!\n" +
+	"\fdelivery_seq\x18\x05 \x01(\x04R\vdeliverySeq\"\xaf\x01\n" +
 	"\rPluginMessage\x12.\n" +
 	"\x04done\x18\x01 \x01(\v2\x18.realtime.plugin.v1.DoneH\x00R\x04done\x12.\n" +
 	"\x04emit\x18\x02 \x01(\v2\x18.realtime.plugin.v1.EmitH\x00R\x04emit\x127\n" +
