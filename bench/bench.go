@@ -1,8 +1,10 @@
 // Package bench holds the load scenarios of `realtime bench`: connect (a ramp
 // of authenticated sockets, connect rate and latency, server memory per
 // socket), presence (enter/leave churn observed by other sockets), chat
-// (fan-out of messages to many subscribers at rising rates) and plugin
-// (acked round trips through the echo plugin).
+// (fan-out of messages to many subscribers at rising rates), coldchat (many
+// sockets subscribe to a fresh chat at once; does the next message reach
+// all of them, and how fast) and plugin (acked round trips through the echo
+// plugin).
 //
 // Every scenario is bounded in time and in the number of sockets, talks to a
 // loopback server through internal/sioclient, and returns a Result. The
@@ -31,11 +33,12 @@ const (
 	ScenarioConnect  = "connect"
 	ScenarioPresence = "presence"
 	ScenarioChat     = "chat"
+	ScenarioColdChat = "coldchat"
 	ScenarioPlugin   = "plugin"
 )
 
 // Scenarios lists the scenario names in the order `bench all` runs them.
-var Scenarios = []string{ScenarioConnect, ScenarioPresence, ScenarioChat, ScenarioPlugin}
+var Scenarios = []string{ScenarioConnect, ScenarioPresence, ScenarioChat, ScenarioColdChat, ScenarioPlugin}
 
 // Limits every scenario enforces whatever the flags say.
 const (
@@ -66,7 +69,9 @@ type Config struct {
 	Users int
 	// Duration: connect: how long the sockets stay open before measuring
 	// memory (default 5s); presence, plugin: the run (default 10s); chat:
-	// each rate step (default 5s).
+	// each rate step (default 5s); coldchat: how long after the send a
+	// subscriber may still receive the message before it counts as missed
+	// (default 5s).
 	Duration time.Duration
 	// Rate: presence: enter+leave events per second (default 1000); chat:
 	// the first step's messages per second (default 50); plugin: events per
@@ -75,7 +80,7 @@ type Config struct {
 	Rate float64
 	// MaxRate is the chat scenario's last step (default 6400 msgs/s).
 	MaxRate float64
-	// Subscribers is the chat fan-out (default 1000).
+	// Subscribers is the chat fan-out (default 1000; coldchat: 2000).
 	Subscribers int
 	// Senders is how many sockets share the chat ramp's sends (default 4;
 	// the ack phase uses the first).
@@ -87,6 +92,9 @@ type Config struct {
 	Observers int
 	// TargetP99 ends the chat ramp when a step's p99 exceeds it (default 50ms).
 	TargetP99 time.Duration
+	// ColdTarget is the coldchat delivery target: every subscriber receives
+	// the message within it after the send (default 500ms).
+	ColdTarget time.Duration
 	// Conference is the slug in page paths (default "demo": the static
 	// directory's default conference).
 	Conference string
@@ -144,6 +152,10 @@ func (c *Config) defaults(scenario string) error {
 		def(&c.Subscribers, 1000)
 		def(&c.Senders, 4)
 		defDur(&c.Duration, 5*time.Second)
+	case ScenarioColdChat:
+		def(&c.Subscribers, 2000)
+		defDur(&c.Duration, 5*time.Second)
+		defDur(&c.ColdTarget, 500*time.Millisecond)
 	case ScenarioPlugin:
 		def(&c.Connections, 8)
 		defDur(&c.Duration, 10*time.Second)
@@ -211,7 +223,8 @@ type Result struct {
 	Connect *Latency `json:"connect_latency,omitempty"`
 	// Latency is the scenario's main latency: presence enterPage ->
 	// entered; chat send -> receive (of the best step within target, else the
-	// last); plugin emit -> ack.
+	// last); coldchat send -> receive of the after_acks round; plugin emit ->
+	// ack.
 	Latency *Latency `json:"latency,omitempty"`
 	// LeaveLatency is presence leavePage -> left.
 	LeaveLatency *Latency `json:"leave_latency,omitempty"`
@@ -221,7 +234,8 @@ type Result struct {
 	// DeliveriesPerSec is events received per second by the observing
 	// sockets (presence, chat).
 	DeliveriesPerSec float64 `json:"deliveries_per_sec,omitempty"`
-	// Drops is deliveries expected but not received (after a drain).
+	// Drops is deliveries expected but not received (after a drain;
+	// coldchat: the after_acks round's missed subscribers).
 	Drops int64 `json:"drops"`
 	// Memory is the server's memory before and after (connect).
 	Memory *Memory `json:"memory,omitempty"`
@@ -229,6 +243,8 @@ type Result struct {
 	Steps []ChatStep `json:"steps,omitempty"`
 	// Ack is the chat ack phase: one socket's acked sends.
 	Ack *AckResult `json:"ack,omitempty"`
+	// Cold are the coldchat rounds (after_acks, then after_emits).
+	Cold []ColdRound `json:"cold_rounds,omitempty"`
 	// ServerPlugin is the server-side plugin call time from /metrics
 	// (realtime_plugin_event_seconds), interpolated within buckets.
 	ServerPlugin *Latency `json:"server_plugin_latency,omitempty"`
@@ -296,6 +312,8 @@ func Run(ctx context.Context, scenario string, cfg Config) (*Result, error) {
 		return runPresence(ctx, cfg)
 	case ScenarioChat:
 		return runChat(ctx, cfg)
+	case ScenarioColdChat:
+		return runColdChat(ctx, cfg)
 	case ScenarioPlugin:
 		return runPlugin(ctx, cfg)
 	}

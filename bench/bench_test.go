@@ -92,6 +92,8 @@ func TestConfigDefaultsAndBounds(t *testing.T) {
 		{"too many connections", ScenarioConnect, Config{Token: tok, Connections: MaxConnections + 1}, "at most"},
 		{"too long", ScenarioPresence, Config{Token: tok, Duration: MaxDuration + time.Second}, "duration"},
 		{"rate too high", ScenarioChat, Config{Token: tok, MaxRate: MaxRate * 2}, "rate"},
+		{"coldchat defaults", ScenarioColdChat, Config{Token: tok}, ""},
+		{"coldchat too many", ScenarioColdChat, Config{Token: tok, Subscribers: MaxConnections + 1}, "at most"},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -266,6 +268,32 @@ func TestScenariosInProcess(t *testing.T) {
 			t.Fatalf("ack phase %+v notes %v", r.Ack, r.Notes)
 		}
 	})
+	t.Run("coldchat", func(t *testing.T) {
+		c := base
+		c.Subscribers, c.Duration = 30, 2*time.Second
+		r, err := Run(ctx, ScenarioColdChat, c)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(r.Cold) != 2 || r.Cold[0].Mode != ColdAfterAcks || r.Cold[1].Mode != ColdAfterEmits {
+			t.Fatalf("rounds %+v notes %v", r.Cold, r.Notes)
+		}
+		for _, cr := range r.Cold {
+			// Every subscribe is answered, whether the message won the race
+			// or not; every socket either got the message or missed it.
+			if cr.Subscribers != 30 || cr.Subscribed != 30 || cr.Subscribe.Count != 30 || cr.Received+cr.Missed != 30 ||
+				cr.Latency.Count != uint64(cr.Received) || cr.SendAck <= 0 {
+				t.Fatalf("round %+v notes %v", cr, r.Notes)
+			}
+		}
+		// Sent after every ack: nobody may miss it.
+		if a := r.Cold[0]; a.Received != 30 || a.Missed != 0 || r.Drops != 0 || r.Latency == nil || r.Latency.Count != 30 {
+			t.Fatalf("after_acks %+v drops %d notes %v", a, r.Drops, r.Notes)
+		}
+		if len(r.Notes) != 0 {
+			t.Fatalf("notes %v", r.Notes)
+		}
+	})
 	t.Run("plugin", func(t *testing.T) {
 		c := base
 		c.Connections, c.Duration = 2, 300*time.Millisecond
@@ -280,6 +308,47 @@ func TestScenariosInProcess(t *testing.T) {
 			t.Fatalf("server plugin latency %+v (client count %d)", r.ServerPlugin, r.Latency.Count)
 		}
 	})
+}
+
+func TestColdSummarize(t *testing.T) {
+	s := newColdState(5)
+	ms := int64(time.Millisecond)
+	// Socket 4 wrote no subscribe (not connected): it does not count.
+	for i := range 4 {
+		s.emitAt[i].Store(1000*ms + int64(i)*ms)
+	}
+	s.ackAt[0].Store(1010 * ms) // 10 ms
+	s.ackAt[1].Store(1031 * ms) // 30 ms, the last ack
+	s.ackAt[2].Store(1022 * ms) // 20 ms; socket 3 never answered
+	s.sendAt.Store(2000 * ms)
+	s.sendAck.Store(2005 * ms)
+	s.recvAt[0].Store(2100 * ms) // 100 ms
+	s.recvAt[1].Store(2500 * ms) // 500 ms: exactly the target, within it
+	s.recvAt[2].Store(2700 * ms) // 700 ms: late; socket 3 missed it
+	r := s.summarize(ColdAfterAcks, 500*time.Millisecond, 3*time.Millisecond)
+	if r.Subscribers != 4 || r.Subscribed != 3 || r.Received != 3 || r.Missed != 1 || r.WithinTarget != 2 || r.MetTarget {
+		t.Fatalf("counts %+v", r)
+	}
+	if r.SubscribeSpan != Dur(31*time.Millisecond) || r.SendAck != Dur(5*time.Millisecond) || r.EmitSpan != Dur(3*time.Millisecond) {
+		t.Fatalf("spans %+v", r)
+	}
+	near := func(d Dur, want time.Duration) bool { return math.Abs(float64(d)-float64(want)) <= 0.01*float64(want) }
+	if r.Latency.Count != 3 || !near(r.Latency.P50, 500*time.Millisecond) || !near(r.Latency.Max, 700*time.Millisecond) {
+		t.Fatalf("latency %+v", r.Latency)
+	}
+	if r.Subscribe.Count != 3 || !near(r.Subscribe.Max, 30*time.Millisecond) {
+		t.Fatalf("subscribe %+v", r.Subscribe)
+	}
+	// Everyone in time: met.
+	s.recvAt[2].Store(2200 * ms)
+	s.recvAt[3].Store(2300 * ms)
+	if r := s.summarize(ColdAfterAcks, 500*time.Millisecond, 0); !r.MetTarget || r.Missed != 0 || r.WithinTarget != 4 {
+		t.Fatalf("all in time %+v", r)
+	}
+	// Never sent: everyone missed it, no latency.
+	if r := newColdState(2).summarize(ColdAfterEmits, time.Second, 0); r.Subscribers != 0 || r.MetTarget || r.Latency.Count != 0 {
+		t.Fatalf("empty %+v", r)
+	}
 }
 
 func jsonValid(b []byte) bool { return json.Valid(b) }

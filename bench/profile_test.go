@@ -88,3 +88,7 @@ func BenchmarkChat(b *testing.B) {
 func BenchmarkPlugin(b *testing.B) {
 	benchRun(b, ScenarioPlugin, Config{Connections: 8, Duration: 10 * time.Second})
 }
+
+func BenchmarkColdChat(b *testing.B) {
+	benchRun(b, ScenarioColdChat, Config{Subscribers: 2000})
+}

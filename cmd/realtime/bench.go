@@ -34,6 +34,12 @@ Scenarios:
   chat       --subscribers sockets in one chat; one sender at --rate msgs/s,
              doubling every --duration up to --max-rate until p99 > --target-p99;
              deliveries/s, latency, drops; then one socket's acked send rate
+  coldchat   --subscribers sockets (2000) chat.subscribe a fresh chat at once,
+             then one message is sent: once after every chat.subscribe.ack
+             (after_acks), once right after the subscribes were written
+             (after_emits); subscribe latency, send -> receive per socket,
+             how many within --cold-target (0.5s), how many missed it
+             (nothing --duration, 5s, after the send)
   plugin     --connections sockets send "echo" with an ack (needs the echo
              plugin: --set plugins.echo.enabled=true); round trip and events/s
   all        every scenario in turn
@@ -79,16 +85,17 @@ func benchCmd(args []string, stdout, stderr io.Writer) int {
 	fs.BoolVar(&f.serverLog, "server-log", false, "--spawn: copy the server's log to stderr")
 	fs.IntVar(&f.serverPID, "server-pid", 0, "read the server's RSS from /proc/PID/status (default: /metrics)")
 	fs.BoolVar(&f.asJSON, "json", false, "print JSON instead of a table")
-	fs.DurationVar(&f.cfg.Duration, "duration", 0, "connect: hold time before measuring memory (5s); presence, plugin: run time (10s); chat: each step (5s)")
+	fs.DurationVar(&f.cfg.Duration, "duration", 0, "connect: hold time before measuring memory (5s); presence, plugin: run time (10s); chat: each step (5s); coldchat: wait for the message before it counts as missed (5s)")
 	fs.IntVar(&f.cfg.Connections, "connections", 0, "connect: sockets (1000); presence: churning users (max(50, rate/4)); plugin: sending sockets (8)")
 	fs.IntVar(&f.cfg.Concurrency, "concurrency", 0, "dials in flight at once (64)")
 	fs.IntVar(&f.cfg.Users, "users", 0, "connect: distinct users (tokens) (min(connections, 2000))")
 	fs.Float64Var(&f.cfg.Rate, "rate", 0, "presence: events/s (1000); chat: first step msgs/s (50); plugin: events/s (0 = closed loop); connect: connects/s (0 = unpaced)")
 	fs.Float64Var(&f.cfg.MaxRate, "max-rate", 0, "chat: last step msgs/s (6400)")
-	fs.IntVar(&f.cfg.Subscribers, "subscribers", 0, "chat: subscribers (1000)")
+	fs.IntVar(&f.cfg.Subscribers, "subscribers", 0, "chat: subscribers (1000); coldchat: subscribers (2000)")
 	fs.IntVar(&f.cfg.Pages, "pages", -1, "connect: pages entered (100; 0 = none); presence: observed pages (50)")
 	fs.IntVar(&f.cfg.Observers, "observers", 0, "presence: observers per page (2)")
 	fs.DurationVar(&f.cfg.TargetP99, "target-p99", 0, "chat: p99 that ends the ramp (50ms)")
+	fs.DurationVar(&f.cfg.ColdTarget, "cold-target", 0, "coldchat: every subscriber should receive the message within this after the send (500ms)")
 	fs.StringVar(&f.cfg.Conference, "conference", "demo", "conference slug of page paths (one of the server's directory.conferences)")
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, pflag.ErrHelp) {
@@ -327,6 +334,16 @@ func printResults(w io.Writer, m Machine, results []*bench.Result) {
 			}
 			_ = tw.Flush()
 		}
+		if len(r.Cold) > 0 {
+			fmt.Fprintln(w, "\ncold chat rounds (every socket subscribes to a fresh chat at once, then one message):")
+			tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
+			fmt.Fprintln(tw, "  ROUND\tSUBS\tEMIT SPAN\tSUBSCRIBED\tSUBSCRIBE p50/p95/p99/max\tSUBSCRIBE SPAN\tSEND ACK\tRECEIVE p50/p95/p99/max\tWITHIN TARGET\tMISSED\tMET")
+			for _, c := range r.Cold {
+				fmt.Fprintf(tw, "  %s\t%d\t%s\t%d\t%s\t%s\t%s\t%s\t%d (%s)\t%d\t%v\n", c.Mode, c.Subscribers, c.EmitSpan, c.Subscribed,
+					latMax(&c.Subscribe), c.SubscribeSpan, c.SendAck, latMax(&c.Latency), c.WithinTarget, c.Target, c.Missed, c.MetTarget)
+			}
+			_ = tw.Flush()
+		}
 		if r.Ack != nil {
 			fmt.Fprintf(w, "chat acks (one socket, %d in flight): %s acks/s, latency %s, nacked %d\n", r.Ack.Window, num(r.Ack.AcksPerSec), lat(&r.Ack.Latency), r.Ack.Nacked)
 		}
@@ -345,6 +362,14 @@ func lat(l *bench.Latency) string {
 		return "-"
 	}
 	return l.P50.String() + "/" + l.P95.String() + "/" + l.P99.String()
+}
+
+// latMax is lat with the maximum.
+func latMax(l *bench.Latency) string {
+	if l == nil || l.Count == 0 {
+		return "-"
+	}
+	return lat(l) + "/" + l.Max.String()
 }
 
 func num(v float64) string {
