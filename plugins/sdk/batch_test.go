@@ -40,8 +40,11 @@ type batchPlugin struct {
 	queues []sdk.Queue
 	emit   bool
 	// entered gets a value when a batch starts; each batch then waits for
-	// a value of release (both nil: no gate).
-	entered, release chan struct{}
+	// a value of release (both nil: no gate). Closing off (ungate) opens
+	// the gate for good, so a test that failed half-way does not leave a
+	// batch blocked (an in-process Close waits for it).
+	entered, release, off chan struct{}
+	offOnce               sync.Once
 
 	mu      sync.Mutex
 	host    sdk.Host
@@ -77,8 +80,14 @@ func (p *batchPlugin) OnDeliveries(ctx context.Context, ds []sdk.Delivery) []err
 	h := p.host
 	p.mu.Unlock()
 	if p.entered != nil {
-		p.entered <- struct{}{}
-		<-p.release
+		select {
+		case p.entered <- struct{}{}:
+			select {
+			case <-p.release:
+			case <-p.off:
+			}
+		case <-p.off:
+		}
 	}
 	if p.emit {
 		_ = h.Emit(ctx, sdk.SocketTarget("t"), "batch", ds[0].Queue, bodies)
@@ -107,6 +116,31 @@ func (p *batchPlugin) recorded() ([][]string, []string) {
 	return slices.Clone(p.batches), slices.Clone(p.singles)
 }
 
+// gated returns a batchPlugin whose batches wait at the gate.
+func gated(queues ...sdk.Queue) *batchPlugin {
+	return &batchPlugin{queues: queues, entered: make(chan struct{}), release: make(chan struct{}), off: make(chan struct{})}
+}
+
+func (p *batchPlugin) ungate() { p.offOnce.Do(func() { close(p.off) }) }
+
+// enter waits until a batch is at the gate.
+func (p *batchPlugin) enter(t *testing.T) {
+	t.Helper()
+	select {
+	case <-p.entered:
+	case <-time.After(10 * time.Second):
+		batches, _ := p.recorded()
+		t.Fatalf("no batch started; batches so far: %v", batches)
+	}
+}
+
+// gate lets the next batch through the gate.
+func (p *batchPlugin) gate(t *testing.T) {
+	t.Helper()
+	p.enter(t)
+	p.release <- struct{}{}
+}
+
 // deliverAsync queues d and returns the channel of its answer.
 func deliverAsync(t *testing.T, c sdk.Client, queue, body string) chan error {
 	t.Helper()
@@ -128,37 +162,50 @@ func answer(t *testing.T, ch chan error) error {
 	return nil
 }
 
+// synced returns once every delivery c was given before the call has
+// reached its queue's batcher on the plugin's side. Over gRPC, Deliver only
+// queues the message on the stream, and whether a delivery batches depends
+// on what is unanswered when it arrives there, so the test cannot release a
+// batch as soon as Deliver returned. The plugin takes the stream's messages
+// in order and hands a batched delivery to its batcher before it reads the
+// next message (the in-process client does it in Deliver), so the answer
+// to a later delivery of an unbatched queue ("plain") proves the arrival.
+func synced(t *testing.T, c sdk.Client) {
+	t.Helper()
+	if err := answer(t, deliverAsync(t, c, "plain", "sync")); err != nil {
+		t.Fatalf("sync delivery: %v", err)
+	}
+}
+
 func TestBatchDelivery(t *testing.T) {
 	forEachMode(t, func(t *testing.T, mode string) {
-		p := &batchPlugin{
-			queues: []sdk.Queue{
-				// A long wait: a batch that is not full only runs early
-				// because it filled up (the test would take 10 s otherwise).
-				{Name: "wb.{instance}", Prefetch: 10, BatchMax: 3, BatchWait: 10 * time.Second},
-				{Name: "short", Prefetch: 100, BatchMax: 100, BatchWait: 20 * time.Millisecond},
-				{Name: "plain", Prefetch: 10},
-			},
-			entered: make(chan struct{}), release: make(chan struct{}),
-		}
+		p := gated(
+			// A long wait: a batch that is not full only runs early
+			// because it filled up (the test would take 10 s otherwise).
+			sdk.Queue{Name: "wb.{instance}", Prefetch: 10, BatchMax: 3, BatchWait: 10 * time.Second},
+			sdk.Queue{Name: "short", Prefetch: 100, BatchMax: 100, BatchWait: 20 * time.Millisecond},
+			sdk.Queue{Name: "plain", Prefetch: 10},
+		)
 		c, h := started(t, mode, p, `{}`)
+		t.Cleanup(p.ungate) // runs before the client's Close
 		wb := "wb." + h.ID
-		gate := func() { <-p.entered; p.release <- struct{}{} }
 
 		// The first delivery of a queue runs at once, alone: nothing says
 		// yet that the host hands over several at a time.
 		a := deliverAsync(t, c, wb, "a")
-		<-p.entered
+		p.enter(t)
 		// These arrive while "a" is unanswered: they batch, in order, at
 		// most BatchMax (3) at a time.
 		var chs []chan error
 		for _, b := range []string{"b", "drop", "retry", "e"} {
 			chs = append(chs, deliverAsync(t, c, wb, b))
 		}
+		synced(t, c)
 		p.release <- struct{}{}
 		if err := answer(t, a); err != nil {
 			t.Errorf("a: %v", err)
 		}
-		gate() // [b drop retry]
+		p.gate(t) // [b drop retry]
 		for i, want := range []string{"", "drop", "retry"} {
 			err := answer(t, chs[i])
 			switch want {
@@ -178,7 +225,7 @@ func TestBatchDelivery(t *testing.T) {
 		}
 		// "e" waits (up to 10 s) for more; two more fill its batch.
 		f, g := deliverAsync(t, c, wb, "f"), deliverAsync(t, c, wb, "g")
-		gate() // [e f g]
+		p.gate(t) // [e f g]
 		for _, ch := range []chan error{chs[3], f, g} {
 			if err := answer(t, ch); err != nil {
 				t.Errorf("e/f/g: %v", err)
@@ -192,14 +239,14 @@ func TestBatchDelivery(t *testing.T) {
 		for _, b := range []string{"x1", "x2", "x3"} {
 			xs = append(xs, deliverAsync(t, c, wb, b))
 		}
-		<-p.entered
+		p.enter(t)
 		var rest []chan error
 		for _, b := range []string{"ok", "panic", "ok2", "y", "short", "z"} {
 			rest = append(rest, deliverAsync(t, c, wb, b))
 		}
 		p.release <- struct{}{}
-		gate() // [ok panic ok2]
-		gate() // [y short z]
+		p.gate(t) // [ok panic ok2]
+		p.gate(t) // [y short z]
 		for _, ch := range xs {
 			if err := answer(t, ch); err != nil {
 				t.Errorf("x: %v", err)
@@ -221,10 +268,11 @@ func TestBatchDelivery(t *testing.T) {
 
 		// A batch that does not fill up runs once its wait (20 ms) is over.
 		s1 := deliverAsync(t, c, "short", "s1")
-		<-p.entered
+		p.enter(t)
 		s2 := deliverAsync(t, c, "short", "s2")
+		synced(t, c) // s2 arrived while s1 was unanswered: it waits
 		p.release <- struct{}{}
-		gate() // [s2], alone after its wait
+		p.gate(t) // [s2], alone after its wait
 		for _, ch := range []chan error{s1, s2} {
 			if err := answer(t, ch); err != nil {
 				t.Errorf("short: %v", err)
@@ -241,8 +289,44 @@ func TestBatchDelivery(t *testing.T) {
 		if fmt.Sprint(batches) != fmt.Sprint(want) {
 			t.Errorf("batches = %v, want %v", batches, want)
 		}
-		if fmt.Sprint(singles) != "[plain:p1]" {
+		if fmt.Sprint(singles) != "[plain:sync plain:sync plain:p1]" {
 			t.Errorf("OnDelivery saw %v", singles)
+		}
+	})
+}
+
+// TestBatchCloseAnswersQueued: Close leaves no delivery unanswered, not
+// even one that waits (BatchWait) for a fuller batch. In process the
+// waiting batch runs at once; over gRPC the host side answers what the
+// plugin did not (ErrPluginUnavailable).
+func TestBatchCloseAnswersQueued(t *testing.T) {
+	forEachMode(t, func(t *testing.T, mode string) {
+		p := gated(sdk.Queue{Name: "wb", Prefetch: 10, BatchMax: 3, BatchWait: 10 * time.Second}, sdk.Queue{Name: "plain", Prefetch: 10})
+		c, _ := started(t, mode, p, `{}`)
+		t.Cleanup(p.ungate)
+		a := deliverAsync(t, c, "wb", "a")
+		p.enter(t)
+		b, d := deliverAsync(t, c, "wb", "b"), deliverAsync(t, c, "wb", "d")
+		synced(t, c) // b and d are pipelined: their batch waits for a third
+		p.ungate()
+		if err := answer(t, a); err != nil {
+			t.Errorf("a: %v", err)
+		}
+		if err := c.Close(); err != nil {
+			t.Fatalf("close: %v", err)
+		}
+		for i, ch := range []chan error{b, d} {
+			select {
+			case err := <-ch:
+				if mode == "inprocess" && err != nil || mode != "inprocess" && !errors.Is(err, sdk.ErrPluginUnavailable) {
+					t.Errorf("delivery %d: err = %v", i, err)
+				}
+			default:
+				t.Errorf("delivery %d unanswered after Close", i)
+			}
+		}
+		if batches, _ := p.recorded(); mode == "inprocess" && fmt.Sprint(batches) != "[[a] [b d]]" {
+			t.Errorf("batches = %v, want [[a] [b d]]", batches)
 		}
 	})
 }
