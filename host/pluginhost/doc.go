@@ -20,13 +20,48 @@
 // re-executed with RT_PLUGIN_SERVE=<name>; the binary's main (and TestMain of
 // tests that start plugins) must call sdk.ServeBuiltinIfRequested first. An
 // external plugin is the executable at plugins.<name>.path. Either way the
-// process is started through go-plugin with: gRPC only, AutoMTLS, a 10 s
-// start timeout, a fresh exec.Cmd and go-plugin client for every start
+// process is started through go-plugin with: gRPC only, no TLS (see below),
+// a 10 s start timeout, a fresh exec.Cmd and go-plugin client for every start
 // (go-plugin#306), and SkipHostEnv: the plugin's environment is only
 // PATH, HOME, TMPDIR, GOCOVERDIR, LANG and RT_PLUGIN_SERVE (plus go-plugin's
-// handshake variables), so plugins never see the host's secrets. The plugin's
-// hclog output is re-logged through the Services logger with plugin=<name> at
-// its own level; go-plugin's stdio chatter is dropped.
+// handshake variables and PLUGIN_UNIX_SOCKET_DIR), so plugins never see the
+// host's secrets. The plugin's hclog output is re-logged through the Services
+// logger with plugin=<name> at its own level; go-plugin's stdio chatter is
+// dropped.
+//
+// # Plugin sockets: who can connect
+//
+// Host and plugin talk plaintext gRPC over two unix sockets per process: the
+// plugin's listener (host -> plugin calls) and the host's broker listener
+// (plugin -> host services: store, bus, emits). Both are created in a
+// directory only the host's user can enter: Start makes one per Manager,
+// $TMPDIR/rt-plugins-*, mode 0700 whatever the umask (it is made only when a
+// plugin runs as a subprocess); go-plugin makes one more 0700 directory
+// inside it per process (sdk.Launch passes it a RunnerFunc, the only way to
+// get that from go-plugin), tells the plugin to listen there
+// (PLUGIN_UNIX_SOCKET_DIR) and removes it when the process is killed; Stop
+// removes the whole directory once every process is gone (with the sockets
+// of processes that died without a kill). Describe of a plugin that is not
+// running (before Start) uses go-plugin's per-process directory directly in
+// $TMPDIR. If the host is SIGKILLed, its directory stays in $TMPDIR (stale
+// socket files, nobody listening).
+//
+// So only processes of the host's own user (and root) can reach a plugin's
+// or the host's socket: Linux checks the search permission of every
+// directory on the path before connect(2). That is enough because those
+// processes can already take more than the sockets give: read the host's
+// environment (/proc/<pid>/environ, with the Redis, RabbitMQ and Auth0
+// credentials) and files, signal it, and ptrace it or its plugins (unless
+// Yama's ptrace_scope restricts that to ancestors). TLS between two
+// processes of one user protects nothing they cannot take anyway; a process
+// of another user (a compromised service next to this one) gets EACCES.
+// The handshake cookie stays: it only keeps the binary from being served by
+// accident. What this gives up is go-plugin's AutoMTLS, which
+// encrypted and authenticated every message (~6 % of host CPU in the
+// presence benchmark, plus the same in each plugin, plus a copy per hop);
+// sdk.LaunchConfig.TLS turns it back on for a caller that wants it (no
+// configuration key does). $TMPDIR must be at most sdk.MaxSocketDirLen
+// (69) bytes long: unix socket paths are limited to 107.
 //
 // # Supervision
 //

@@ -119,6 +119,7 @@ func (in *instance) launch(ctx context.Context) (*launched, error) {
 			Logger:       newHCLogAdapter(in.host.logger),
 			Output:       &lineLogger{l: in.host.logger, level: slog.LevelInfo, msg: "plugin output"},
 			StartTimeout: sdk.DefaultStartTimeout,
+			SocketDir:    in.m.sockDir(),
 		})
 		if err != nil {
 			return nil, err

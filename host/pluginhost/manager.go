@@ -8,6 +8,7 @@ import (
 	"io"
 	"log/slog"
 	"net/http"
+	"os"
 	"slices"
 	"strings"
 	"sync"
@@ -57,6 +58,7 @@ type Manager struct {
 	consumers []func()
 	stop      chan struct{}
 	wg        sync.WaitGroup // supervisors
+	socketDir string         // 0700, holds every plugin process's sockets; "" until Start, after Stop
 
 	// Events handed to a plugin whose done has not returned yet, and whether
 	// new events are refused (DrainEvents). Both are read on every event.
@@ -161,6 +163,16 @@ func (m *Manager) Start(ctx context.Context) error {
 		return errors.New("pluginhost: already started")
 	}
 	m.started = true
+	if !m.stopped && slices.ContainsFunc(m.instances, func(in *instance) bool { return in.mode == ModeSubprocess }) {
+		// Private to this user (0700, whatever the umask), so the plugins'
+		// sockets need no TLS: see the package doc.
+		dir, err := os.MkdirTemp("", "rt-plugins-")
+		if err != nil {
+			m.mu.Unlock()
+			return fmt.Errorf("pluginhost: socket directory: %w", err)
+		}
+		m.socketDir = dir
+	}
 	m.mu.Unlock()
 
 	launchedAll := make([]*launched, len(m.instances))
@@ -340,7 +352,26 @@ func (m *Manager) Stop(ctx context.Context) error {
 	}
 	wg.Wait()
 	m.wg.Wait()
+	// Every process is gone; this also takes the sockets of processes that
+	// died without a Kill.
+	m.mu.Lock()
+	dir := m.socketDir
+	m.socketDir = ""
+	m.mu.Unlock()
+	if dir != "" {
+		if err := os.RemoveAll(dir); err != nil {
+			errs = append(errs, fmt.Errorf("pluginhost: remove socket directory: %w", err))
+		}
+	}
 	return errors.Join(errs...)
+}
+
+// sockDir is the directory plugin processes put their sockets in ("" when
+// not started: Launch then uses a private directory of its own in $TMPDIR).
+func (m *Manager) sockDir() string {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return m.socketDir
 }
 
 // Connect tells every plugin that wants it (not sdk.Descriptor.SkipConnect)

@@ -107,7 +107,9 @@
 // The same Plugin runs in two modes, chosen by config (plugins.<name>.mode):
 //
 //   - subprocess (default): the host starts the plugin as a child process
-//     through hashicorp/go-plugin (gRPC over a unix socket, mutual TLS) and
+//     through hashicorp/go-plugin (plaintext gRPC over unix sockets in a
+//     directory only the host's user can enter: Launch, LaunchConfig.TLS;
+//     the security model is in host/pluginhost's doc) and
 //     restarts it with backoff when it dies; a crash never takes the host or
 //     its sockets down. Built-in plugins run from the host's own binary (it
 //     re-executes itself with RT_PLUGIN_SERVE=<name>); other plugins are

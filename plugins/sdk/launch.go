@@ -1,17 +1,20 @@
 package sdk
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
 	"io"
 	"os"
 	"os/exec"
+	"strconv"
 	"syscall"
 	"time"
 
 	"github.com/hashicorp/go-hclog"
 	"github.com/hashicorp/go-plugin"
+	"github.com/hashicorp/go-plugin/runner"
 )
 
 // EnvAllowList is the part of the host's environment a plugin process sees
@@ -21,6 +24,11 @@ var EnvAllowList = []string{"PATH", "HOME", "TMPDIR", "GOCOVERDIR", "LANG"}
 
 // DefaultStartTimeout bounds the start and handshake of a plugin process.
 const DefaultStartTimeout = 10 * time.Second
+
+// MaxSocketDirLen is the longest LaunchConfig.SocketDir (or $TMPDIR) that
+// leaves room for go-plugin's names below it ("/plugin-dir" and "/plugin",
+// each with up to 10 random digits) within a unix socket path's 107 bytes.
+const MaxSocketDirLen = 107 - len("/plugin-dir0123456789/plugin0123456789")
 
 // LaunchConfig says how to start a plugin process.
 type LaunchConfig struct {
@@ -39,6 +47,17 @@ type LaunchConfig struct {
 	Output io.Writer
 	// StartTimeout bounds start+handshake (0 = DefaultStartTimeout).
 	StartTimeout time.Duration
+	// SocketDir is where go-plugin creates this process's private socket
+	// directory (mode 0700, removed by Kill) holding the plugin's unix
+	// socket and the host's (host services) one. It must be a directory
+	// that only this user can enter (no group/other permission bits) unless
+	// TLS is set. "" = $TMPDIR.
+	SocketDir string
+	// TLS turns go-plugin's AutoMTLS back on: every message between the
+	// host and the plugin encrypted, both ends authenticated by throwaway
+	// certificates. Not needed for isolation (the private directory keeps
+	// other users out; see the package doc); it costs CPU on every message.
+	TLS bool
 }
 
 // Process is a started plugin process.
@@ -54,9 +73,19 @@ type Process struct {
 
 // Launch starts a plugin process (a fresh exec.Cmd and go-plugin client every
 // time: a go-plugin client cannot be restarted, go-plugin#306), performs the
-// handshake (gRPC only, AutoMTLS) and returns its Client. The environment is
-// EnvAllowList plus RT_PLUGIN_SERVE for built-ins.
+// handshake (gRPC only, no TLS unless cfg.TLS, unix sockets in a private
+// directory) and returns its Client. The environment is EnvAllowList plus
+// RT_PLUGIN_SERVE for built-ins.
 func Launch(cfg LaunchConfig) (*Process, error) {
+	if cfg.SocketDir != "" && !cfg.TLS {
+		if err := checkPrivateDir(cfg.SocketDir); err != nil {
+			return nil, fmt.Errorf("launch plugin: socket dir: %w", err)
+		}
+	}
+	if base := cmp.Or(cfg.SocketDir, os.TempDir()); len(base) > MaxSocketDirLen {
+		// Else the plugin fails to listen and the handshake error says nothing useful.
+		return nil, fmt.Errorf("launch plugin: socket dir %s: longer than %d bytes, too long for the unix socket paths below it", base, MaxSocketDirLen)
+	}
 	path := cfg.Path
 	if path == "" {
 		exe, err := os.Executable()
@@ -66,6 +95,7 @@ func Launch(cfg LaunchConfig) (*Process, error) {
 		path = exe
 	}
 	cmd := exec.Command(path, cfg.Args...)
+	cmd.Env = []string{} // not nil: nil would mean the host's whole environment
 	for _, k := range EnvAllowList {
 		if v, ok := os.LookupEnv(k); ok {
 			cmd.Env = append(cmd.Env, k+"="+v)
@@ -87,11 +117,24 @@ func Launch(cfg LaunchConfig) (*Process, error) {
 		timeout = DefaultStartTimeout
 	}
 	gp := plugin.NewClient(&plugin.ClientConfig{
-		HandshakeConfig:  Handshake,
-		Plugins:          PluginSet(),
-		Cmd:              cmd,
+		HandshakeConfig: Handshake,
+		Plugins:         PluginSet(),
+		// A RunnerFunc, not Cmd: only then does go-plugin make a 0700
+		// directory (in UnixSocketConfig.TempDir), tell the plugin to listen
+		// in it (PLUGIN_UNIX_SOCKET_DIR) and put its own broker socket (host
+		// services) there too; with Cmd both land in $TMPDIR, guarded only by
+		// the umask.
+		RunnerFunc: func(_ hclog.Logger, spec *exec.Cmd, _ string) (runner.Runner, error) {
+			// spec carries go-plugin's variables (handshake cookie, socket
+			// dir, the client certificate with TLS): SkipHostEnv keeps the
+			// host's own out.
+			cmd.Env = append(cmd.Env, spec.Env...)
+			cmd.Stdin = spec.Stdin
+			return newCmdRunner(cmd)
+		},
+		UnixSocketConfig: &plugin.UnixSocketConfig{TempDir: cfg.SocketDir},
 		AllowedProtocols: []plugin.Protocol{plugin.ProtocolGRPC},
-		AutoMTLS:         true,
+		AutoMTLS:         cfg.TLS,
 		SkipHostEnv:      true,
 		StartTimeout:     timeout,
 		Logger:           logger,
@@ -113,11 +156,92 @@ func Launch(cfg LaunchConfig) (*Process, error) {
 		gp.Kill()
 		return nil, fmt.Errorf("launch plugin %s: dispensed %T, not a Client", path, raw)
 	}
-	p := &Process{Client: client, gp: gp, cmd: cmd}
-	if rc := gp.ReattachConfig(); rc != nil {
-		p.PID = rc.Pid
+	// go-plugin only knows the pid of a Cmd it started itself.
+	return &Process{Client: client, PID: cmd.Process.Pid, gp: gp, cmd: cmd}, nil
+}
+
+// checkPrivateDir fails unless dir is a directory that no other user can
+// enter or write.
+func checkPrivateDir(dir string) error {
+	fi, err := os.Stat(dir)
+	if err != nil {
+		return err
 	}
-	return p, nil
+	if !fi.IsDir() {
+		return fmt.Errorf("%s is not a directory", dir)
+	}
+	if perm := fi.Mode().Perm(); perm&0o077 != 0 {
+		return fmt.Errorf("%s has mode %#o: want no group/other permissions (0700)", dir, perm)
+	}
+	if st, ok := fi.Sys().(*syscall.Stat_t); ok && int(st.Uid) != os.Getuid() {
+		return fmt.Errorf("%s is owned by uid %d, not by this process's uid %d", dir, st.Uid, os.Getuid())
+	}
+	return nil
+}
+
+// cmdRunner starts the plugin's exec.Cmd for go-plugin: its own cmdrunner
+// (internal, used with ClientConfig.Cmd) minus the diagnostics.
+type cmdRunner struct {
+	cmd            *exec.Cmd
+	stdout, stderr io.ReadCloser
+	pid            int
+}
+
+func newCmdRunner(cmd *exec.Cmd) (*cmdRunner, error) {
+	stdout, err := cmd.StdoutPipe()
+	if err != nil {
+		return nil, err
+	}
+	stderr, err := cmd.StderrPipe()
+	if err != nil {
+		return nil, err
+	}
+	return &cmdRunner{cmd: cmd, stdout: stdout, stderr: stderr}, nil
+}
+
+func (r *cmdRunner) Start(context.Context) error {
+	if err := r.cmd.Start(); err != nil {
+		return err
+	}
+	r.pid = r.cmd.Process.Pid
+	return nil
+}
+
+func (r *cmdRunner) Wait(context.Context) error { return r.cmd.Wait() }
+
+func (r *cmdRunner) Kill(context.Context) error {
+	if r.cmd.Process == nil {
+		return nil
+	}
+	if err := r.cmd.Process.Kill(); err != nil && !errors.Is(err, os.ErrProcessDone) {
+		return err
+	}
+	return nil
+}
+
+func (r *cmdRunner) Stdout() io.ReadCloser { return r.stdout }
+func (r *cmdRunner) Stderr() io.ReadCloser { return r.stderr }
+func (r *cmdRunner) Name() string          { return r.cmd.Path }
+
+// ID is "" before Start: go-plugin's Kill then has nothing to do.
+func (r *cmdRunner) ID() string {
+	if r.pid == 0 {
+		return ""
+	}
+	return strconv.Itoa(r.pid)
+}
+
+func (r *cmdRunner) Diagnose(context.Context) string {
+	return "the plugin did not complete go-plugin's handshake: is it built for this platform, " +
+		"and does its main call sdk.Serve (or sdk.ServeBuiltinIfRequested)?"
+}
+
+func (r *cmdRunner) PluginToHost(network, addr string) (string, string, error) {
+	return network, addr, nil
+}
+
+func (r *cmdRunner) HostToPlugin(network, addr string) (string, string, error) {
+	return network, addr, nil
 }
 
 // Exited reports whether the process has exited.
