@@ -8,7 +8,6 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
-	"golang.org/x/time/rate"
 
 	"github.com/clowdr/realtime/host/auth"
 	"github.com/clowdr/realtime/host/hub"
@@ -35,8 +34,32 @@ type gateway struct {
 
 // sockState is the host's per-socket state, kept in the socketio.Conn.
 type sockState struct {
-	info    sdk.Socket
-	limiter *rate.Limiter
+	info   sdk.Socket
+	bucket tokenBucket // the per-socket event rate limit
+}
+
+// tokenBucket is the per-socket event limit: burst tokens, refilled at rate
+// per second. It is a value in sockState rather than a *rate.Limiter (80
+// bytes and a mutex each, for every idle socket) and needs no lock: socketio
+// calls OnEvent for one connection one at a time.
+type tokenBucket struct {
+	tokens float64
+	last   int64 // time.Now().UnixNano() of the last refill; 0 = full bucket
+}
+
+// allow takes a token if there is one.
+func (b *tokenBucket) allow(now int64, rate float64, burst int) bool {
+	if b.last == 0 {
+		b.tokens = float64(burst)
+	} else if elapsed := float64(now-b.last) / 1e9; elapsed > 0 {
+		b.tokens = min(float64(burst), b.tokens+elapsed*rate)
+	}
+	b.last = now
+	if b.tokens < 1 {
+		return false
+	}
+	b.tokens--
+	return true
 }
 
 // directoryTimeout bounds the conference lookup done before CONNECT is answered.
@@ -97,9 +120,6 @@ func (g *gateway) Authenticate(ctx context.Context, c *socketio.Conn, payload js
 	}
 	info := sdk.Socket{ID: c.ID(), UserID: id.UserID, ConferenceSlugs: slugs}
 	st := &sockState{info: info}
-	if g.eventsPerSecond > 0 {
-		st.limiter = rate.NewLimiter(rate.Limit(g.eventsPerSecond), max(g.eventBurst, 1))
-	}
 	if err := g.hub.Add(ctx, info, c); err != nil {
 		// Redis (room subscriptions) is likely down: close the transport so
 		// the client reconnects with backoff; a CONNECT_ERROR would make
@@ -124,7 +144,7 @@ func (g *gateway) OnEvent(c *socketio.Conn, name string, args []json.RawMessage,
 	if !ok {
 		return
 	}
-	if st.limiter != nil && !st.limiter.Allow() {
+	if g.eventsPerSecond > 0 && !st.bucket.allow(time.Now().UnixNano(), g.eventsPerSecond, max(g.eventBurst, 1)) {
 		g.eventsIn.WithLabelValues("rate_limited").Inc()
 		g.rateLimited.Inc()
 		g.log.Debug("event rate limited", "socket", st.info.ID, "user", st.info.UserID, "event", name)

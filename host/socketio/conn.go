@@ -7,7 +7,6 @@ import (
 	"errors"
 	"io"
 	"log/slog"
-	"net/http"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -39,7 +38,6 @@ type Conn struct {
 	ws         *gws.Conn
 	id         string
 	remoteAddr string
-	header     http.Header
 	flushFn    func() // c.flush, bound once (see writer.go)
 
 	wmu       sync.Mutex   // guards wq, writing, deferred
@@ -64,7 +62,7 @@ type Conn struct {
 	forceTimer *time.Timer
 	finalized  bool
 
-	connectAttempts int // read goroutine only
+	connectAttempts int // packet handlers only (one at a time, see handle)
 }
 
 type valueBox struct{ v any }
@@ -74,9 +72,6 @@ func (c *Conn) ID() string { return c.id }
 
 // RemoteAddr returns the remote address of the upgrade request.
 func (c *Conn) RemoteAddr() string { return c.remoteAddr }
-
-// Header returns the request headers of the websocket upgrade. Do not modify.
-func (c *Conn) Header() http.Header { return c.header }
 
 // SetValue stores the host's per-socket state.
 func (c *Conn) SetValue(v any) { c.value.Store(&valueBox{v}) }
@@ -297,7 +292,7 @@ func (h wsHandler) OnMessage(ws *gws.Conn, msg *gws.Message) {
 	}
 	switch data[0] {
 	case EngineMessage:
-		c.onSocketIO(bytes.Clone(data[1:]))
+		c.handle(bytes.Clone(data[1:]))
 	case EnginePong, EngineNoop:
 	case EnginePing:
 		// The v4 client never pings; answer anyway (probes: "2probe").
@@ -310,6 +305,26 @@ func (h wsHandler) OnMessage(ws *gws.Conn, msg *gws.Message) {
 	default:
 		c.protocolClose("engine_unknown_type", data, nil, closeProtocolError)
 	}
+}
+
+// handle runs onSocketIO on a short-lived goroutine and waits for it. The
+// handler calls (token check, directory, hub, JSON, plugins) need several KiB
+// of stack; run on the read goroutine they would grow its stack, which every
+// idle connection then keeps (a stack grows by doubling and shrinks, at GC,
+// only while it is mostly unused: a parked read goroutine never gets back
+// from 4 to 2 KiB). Waiting keeps the packets in order and reads nothing
+// meanwhile, as before: no event is handled before its CONNECT was answered.
+// A reused helper pool was tried: its mutex/select/sync.Pool calls alone
+// grew the read goroutine's stack to 4 KiB.
+func (c *Conn) handle(raw []byte) {
+	done := make(chan struct{})
+	go c.handleOn(raw, done)
+	<-done
+}
+
+func (c *Conn) handleOn(raw []byte, done chan<- struct{}) {
+	defer close(done)
+	c.onSocketIO(raw)
 }
 
 // onSocketIO handles one Socket.IO packet (raw is owned by the conn).
@@ -366,7 +381,6 @@ func (c *Conn) onSocketIO(raw []byte) {
 }
 
 func (c *Conn) onConnect(raw []byte, auth json.RawMessage) {
-	s := c.s
 	if c.connected.Load() {
 		c.malformed("duplicate_connect", raw, nil, false)
 		return
@@ -376,6 +390,7 @@ func (c *Conn) onConnect(raw []byte, auth json.RawMessage) {
 		c.protocolClose("too_many_connect_attempts", raw, nil, closeProtocolError)
 		return
 	}
+	s := c.s
 	deadline := s.start.Add(time.Duration(c.connectDeadline.Load()))
 	ctx, cancel := context.WithDeadline(s.ctx, deadline)
 	c.busy.Store(true)

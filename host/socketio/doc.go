@@ -13,14 +13,19 @@
 //  1. GET /socket.io/?EIO=4&transport=websocket with a websocket upgrade is
 //     upgraded; the server sends the open packet
 //     `0{"sid":..,"upgrades":[],"pingInterval":25000,"pingTimeout":5000,"maxPayload":1000000}`.
-//  2. The client's `40{auth}` runs Handler.Authenticate on the read
-//     goroutine (nothing else is read meanwhile, so no event is lost). nil
+//  2. The client's `40{auth}` runs Handler.Authenticate while the read
+//     goroutine waits (nothing else is read meanwhile, so no event is lost
+//     or handled before the CONNECT is answered). nil
 //     sends `40{"sid":..}` and calls OnConnected; *ConnectError sends
 //     `44{"message":..,"data":..}` (the client may retry, at most 5 CONNECTs
 //     per connection); ErrAcceptThenDisconnect sends `40{"sid"}` and `41`.
 //  3. `42[...]` / `42<id>[...]` call OnEvent in arrival order.
 //  4. OnDisconnect is called exactly once for every socket that got
-//     OnConnected, after its last OnEvent, on the same goroutine.
+//     OnConnected, after its last OnEvent.
+//
+// Every Socket.IO packet (CONNECT, EVENT, ...) is handled on a short-lived
+// goroutine while the read goroutine waits for it, so Handler calls for one
+// connection still come one at a time and in order. Why: see Memory.
 //
 // Heartbeat: one goroutine per Server (started with the first connection,
 // stopped when none is left) sends `2` every PingInterval and closes a
@@ -28,7 +33,25 @@
 // PingTimeout after a ping (the ping timeout is suspended while
 // Authenticate runs). The same goroutine closes connections that did not
 // complete a CONNECT within ConnectTimeout. There is no per-connection
-// goroutine besides gws's ReadLoop (and an on-demand writer, see below).
+// goroutine besides gws's ReadLoop (and, while they run, a packet's handler
+// and an on-demand writer, see below).
+//
+// # Memory
+//
+// An idle connection holds its read goroutine (2 KiB stack), gws's Conn and
+// read buffer (readBufferSize, 512 bytes), the Conn and the host's state;
+// not the upgrade request's headers (nothing read them). Handlers need
+// several KiB of stack (token check, JSON, Redis, plugin calls): on the read
+// goroutine they grew its stack to 4–16 KiB, and a parked goroutine's stack
+// never shrinks below 4 KiB, so each packet runs on a goroutine of its own
+// (Conn.handle). That costs ~2 µs per packet (a single socket's pipelined
+// events: 1.5 → 3.7 µs each in a loopback benchmark); a pool of reused
+// helpers was cheaper (2.3 µs) but its hand-off (mutex, select, sync.Pool)
+// grew the read goroutine's stack to 4 KiB by itself. Go starts new
+// goroutines at the average stack size the GC saw (adaptivestackstart), so
+// during a connect storm, with many deep handlers running, read goroutines
+// may still start at 4 KiB (GODEBUG=adaptivestackstart=0 avoids that, but
+// gave no RSS gain in the connect bench; BENCHMARKS.md, connect).
 //
 // # Writes (writer.go)
 //

@@ -35,8 +35,10 @@ const (
 	closeGrace = 2 * time.Second
 	// maxConnectAttempts bounds Authenticate calls per engine connection.
 	maxConnectAttempts = 5
-	// readBufferSize is gws's per-connection bufio.Reader size.
-	readBufferSize = 1024
+	// readBufferSize is gws's per-connection bufio.Reader size, which every
+	// connection keeps while idle. Client frames are small (a CONNECT with
+	// its token fits in two reads); larger payloads are read past the buffer.
+	readBufferSize = 512
 	// logFrameBytes is how much of a bad frame is logged.
 	logFrameBytes = 128
 )
@@ -111,8 +113,11 @@ func NewRandomID() string {
 	return base64.RawURLEncoding.EncodeToString(b[:])
 }
 
-// Handler receives the Socket.IO life cycle of every connection. All calls
-// for one connection happen on that connection's read goroutine, in order.
+// Handler receives the Socket.IO life cycle of every connection. Calls for
+// one connection happen one at a time, in order: each Socket.IO packet is
+// handled on a short-lived goroutine while the connection's read goroutine
+// waits for it (so that goroutine's stack stays small), and OnDisconnect
+// runs on the read goroutine after the last of them.
 type Handler interface {
 	// Authenticate runs when the client's Socket.IO CONNECT to "/" arrives
 	// (auth = the CONNECT JSON payload, may be nil). It may block (token
@@ -327,7 +332,6 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		s:          s,
 		ws:         ws,
 		remoteAddr: r.RemoteAddr,
-		header:     r.Header,
 	}
 	c.flushFn = c.flush
 	ws.Session().(*connSession).conn = c
