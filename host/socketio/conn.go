@@ -324,7 +324,10 @@ func (c *Conn) handle(raw []byte) {
 
 func (c *Conn) handleOn(raw []byte, done chan<- struct{}) {
 	defer close(done)
-	c.onSocketIO(raw)
+	// The handler calls have safeCall; this guards the packet code itself,
+	// which gws's Recovery covered when it ran on the read goroutine (a
+	// panic on this goroutine would take down the process).
+	c.s.safeCall(c, "packet", func() { c.onSocketIO(raw) })
 }
 
 // onSocketIO handles one Socket.IO packet (raw is owned by the conn).
