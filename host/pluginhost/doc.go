@@ -35,7 +35,7 @@
 // plugin's listener (host -> plugin calls) and the host's broker listener
 // (plugin -> host services: store, bus, emits). Both are created in a
 // directory only the host's user can enter: Start makes one per Manager,
-// $TMPDIR/rt-plugins-*, mode 0700 whatever the umask (it is made only when a
+// $TMPDIR/rt-plugins-<pid>-*, mode 0700 whatever the umask (it is made only when a
 // plugin runs as a subprocess); go-plugin makes one more 0700 directory
 // inside it per process (sdk.Launch passes it a RunnerFunc, the only way to
 // get that from go-plugin), tells the plugin to listen there
@@ -44,7 +44,10 @@
 // of processes that died without a kill). Describe of a plugin that is not
 // running (before Start) uses go-plugin's per-process directory directly in
 // $TMPDIR. If the host is SIGKILLed, its directory stays in $TMPDIR (stale
-// socket files, nobody listening).
+// socket files, nobody listening) until the next host of the same user
+// starts: directories are named rt-plugins-<pid>-*, and Start removes those
+// whose pid no longer runs (hosts that share a $TMPDIR must share a pid
+// namespace, or give each host its own TMPDIR).
 //
 // So only processes of the host's own user (and root) can reach a plugin's
 // or the host's socket: Linux checks the search permission of every

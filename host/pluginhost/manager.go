@@ -9,10 +9,13 @@ import (
 	"log/slog"
 	"net/http"
 	"os"
+	"path/filepath"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -166,7 +169,8 @@ func (m *Manager) Start(ctx context.Context) error {
 	if !m.stopped && slices.ContainsFunc(m.instances, func(in *instance) bool { return in.mode == ModeSubprocess }) {
 		// Private to this user (0700, whatever the umask), so the plugins'
 		// sockets need no TLS: see the package doc.
-		dir, err := os.MkdirTemp("", "rt-plugins-")
+		removeStaleSocketDirs(os.TempDir(), m.logger)
+		dir, err := os.MkdirTemp("", socketDirPrefix+strconv.Itoa(os.Getpid())+"-")
 		if err != nil {
 			m.mu.Unlock()
 			return fmt.Errorf("pluginhost: socket directory: %w", err)
@@ -547,4 +551,44 @@ func (m *Manager) Describe(name string) (sdk.Descriptor, error) {
 	}
 	l.kill()
 	return l.desc, nil
+}
+
+// socketDirPrefix starts the name of a Manager's socket directory, followed
+// by the host's pid and "-".
+const socketDirPrefix = "rt-plugins-"
+
+// removeStaleSocketDirs removes the socket directories in tmp that this
+// user's hosts left when they were killed (SIGKILL, OOM): those whose pid no
+// longer runs. A pid reused since is left alone (an empty directory or two).
+func removeStaleSocketDirs(tmp string, log *slog.Logger) {
+	entries, err := os.ReadDir(tmp)
+	if err != nil {
+		return
+	}
+	for _, e := range entries {
+		rest, ok := strings.CutPrefix(e.Name(), socketDirPrefix)
+		if !ok || !e.IsDir() {
+			continue
+		}
+		pidStr, _, ok := strings.Cut(rest, "-")
+		pid, err := strconv.Atoi(pidStr)
+		if !ok || err != nil || pid <= 0 || pid == os.Getpid() {
+			continue
+		}
+		if err := syscall.Kill(pid, 0); !errors.Is(err, syscall.ESRCH) {
+			continue // alive, or not ours to probe (EPERM)
+		}
+		dir := filepath.Join(tmp, e.Name())
+		if fi, err := os.Stat(dir); err != nil || !ownedByMe(fi) {
+			continue
+		}
+		if err := os.RemoveAll(dir); err == nil {
+			log.Debug("removed a dead host's plugin socket directory", "dir", dir, "pid", pid)
+		}
+	}
+}
+
+func ownedByMe(fi os.FileInfo) bool {
+	st, ok := fi.Sys().(*syscall.Stat_t)
+	return ok && int(st.Uid) == os.Getuid()
 }

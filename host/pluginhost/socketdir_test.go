@@ -4,7 +4,9 @@ import (
 	"context"
 	"errors"
 	"io/fs"
+	"log/slog"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -127,4 +129,38 @@ func shortTempDir(t *testing.T) string {
 	}
 	t.Cleanup(func() { _ = os.RemoveAll(dir) })
 	return dir
+}
+
+// A host killed without Stop leaves its directory; the next Start removes
+// the directories of hosts that no longer run, and only those.
+func TestStaleSocketDirsRemoved(t *testing.T) {
+	tmp := t.TempDir()
+	dead := exec.Command("true")
+	if err := dead.Run(); err != nil {
+		t.Fatal(err)
+	}
+	live := exec.Command("sleep", "30")
+	if err := live.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer func() { _ = live.Process.Kill(); _ = live.Wait() }()
+	names := map[string]bool{ // name -> should survive
+		socketDirPrefix + strconv.Itoa(dead.Process.Pid) + "-1": false,
+		socketDirPrefix + strconv.Itoa(live.Process.Pid) + "-2": true,
+		socketDirPrefix + strconv.Itoa(os.Getpid()) + "-3":      true,
+		socketDirPrefix + "notapid-4":                           true,
+		"other-" + strconv.Itoa(dead.Process.Pid) + "-5":        true,
+	}
+	for name := range names {
+		if err := os.MkdirAll(filepath.Join(tmp, name, "plugin-dir1"), 0o700); err != nil {
+			t.Fatal(err)
+		}
+	}
+	removeStaleSocketDirs(tmp, slog.New(slog.DiscardHandler))
+	for name, survive := range names {
+		_, err := os.Stat(filepath.Join(tmp, name))
+		if exists := err == nil; exists != survive {
+			t.Errorf("%s: exists %v, want %v", name, exists, survive)
+		}
+	}
 }
