@@ -385,3 +385,35 @@ func enterUsers(ctx context.Context, t *testing.T, url, page string, n int, ledg
 	}
 	return members, ids
 }
+
+// mixedLoad makes every member alternate, every interval, an enterPage of
+// page and a chat.messages.send to chatID (recorded in ledger), both with ack
+// ids (answers in stats), until ctx ends; wait on the result after ending it.
+func mixedLoad(ctx context.Context, members []member, every time.Duration, page, chatID string, ledger *chatLedger, stats *ackStats) *sync.WaitGroup {
+	var wg sync.WaitGroup
+	for _, m := range members {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			tick := time.NewTicker(every)
+			defer tick.Stop()
+			for i := 0; ; i++ {
+				select {
+				case <-ctx.Done():
+					return
+				case <-tick.C:
+				}
+				if i%2 == 0 {
+					stats.emitAcked(ctx, m.c, "enterPage", page)
+					continue
+				}
+				sID := newUUID()
+				ledger.markSent(sID)
+				if stats.emitAcked(ctx, m.c, "chat.messages.send", chatMessage(sID, chatID, m.id, "load")) == ackFailed {
+					ledger.markFailed(sID)
+				}
+			}
+		}()
+	}
+	return &wg
+}

@@ -3,7 +3,6 @@ package reliability
 import (
 	"context"
 	"runtime"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -58,31 +57,7 @@ func TestPluginKill(t *testing.T) {
 			var stats ackStats
 			leftBefore := len(obsRec.all("left"))
 			loadCtx, stopLoad := context.WithCancel(ctx)
-			var wg sync.WaitGroup
-			for _, m := range members {
-				wg.Add(1)
-				go func() {
-					defer wg.Done()
-					tick := time.NewTicker(50 * time.Millisecond)
-					defer tick.Stop()
-					for i := 0; ; i++ {
-						select {
-						case <-loadCtx.Done():
-							return
-						case <-tick.C:
-						}
-						if i%2 == 0 {
-							stats.emitAcked(loadCtx, m.c, "enterPage", page)
-							continue
-						}
-						sID := newUUID()
-						ledger.markSent(sID)
-						if stats.emitAcked(loadCtx, m.c, "chat.messages.send", chatMessage(sID, chatID, m.id, "load")) == ackFailed {
-							ledger.markFailed(sID)
-						}
-					}
-				}()
-			}
+			wg := mixedLoad(loadCtx, members, 50*time.Millisecond, page, chatID, ledger, &stats)
 			time.Sleep(time.Second) // load before the kill
 
 			pids := pluginPIDs(s.PID(), plugin)

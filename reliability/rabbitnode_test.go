@@ -6,7 +6,6 @@ import (
 	"crypto/rand"
 	"encoding/hex"
 	"fmt"
-	"net"
 	"os"
 	"os/exec"
 	"os/user"
@@ -51,7 +50,7 @@ func startRabbitNode(t *testing.T) *rabbitNode {
 	}
 	var b [4]byte
 	_, _ = rand.Read(b[:])
-	n := &rabbitNode{name: "rt-" + hex.EncodeToString(b[:]) + "@localhost", port: freePort(t)}
+	n := &rabbitNode{name: "rt-" + hex.EncodeToString(b[:]) + "@localhost", port: testenv.FreePort(t)}
 	// Not t.TempDir: its parents are 0700 root, which the rabbitmq user
 	// cannot enter.
 	if n.dir, err = os.MkdirTemp("", "realtime-rabbit-"); err != nil {
@@ -82,7 +81,7 @@ func startRabbitNode(t *testing.T) *rabbitNode {
 		"RABBITMQ_NODENAME="+n.name,
 		"RABBITMQ_CONFIG_FILE="+filepath.Join(n.dir, "rabbitmq.conf"),
 		"RABBITMQ_ENABLED_PLUGINS_FILE="+filepath.Join(n.dir, "enabled_plugins"),
-		"RABBITMQ_DIST_PORT="+strconv.Itoa(freePort(t)),
+		"RABBITMQ_DIST_PORT="+strconv.Itoa(testenv.FreePort(t)),
 		"RABBITMQ_MNESIA_BASE="+filepath.Join(n.dir, "mnesia"),
 		"RABBITMQ_LOG_BASE="+filepath.Join(n.dir, "log"),
 		"RABBITMQ_PID_FILE="+filepath.Join(n.dir, "pid"),
@@ -148,17 +147,6 @@ func (n *rabbitNode) ctl(args ...string) ([]byte, error) {
 	cmd.Dir = n.dir
 	cmd.Env = n.env
 	return cmd.CombinedOutput()
-}
-
-// freePort returns a TCP port nobody listens on at the moment.
-func freePort(t *testing.T) int {
-	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port
 }
 
 func tail(b []byte, n int) []byte {

@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -51,31 +50,7 @@ func TestRedisDown(t *testing.T) {
 	// Load: every member alternates enterPage and chat sends, with ack ids.
 	var stats ackStats
 	loadCtx, stopLoad := context.WithCancel(ctx)
-	var wg sync.WaitGroup
-	for _, m := range members {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			tick := time.NewTicker(100 * time.Millisecond)
-			defer tick.Stop()
-			for i := 0; ; i++ {
-				select {
-				case <-loadCtx.Done():
-					return
-				case <-tick.C:
-				}
-				if i%2 == 0 {
-					stats.emitAcked(loadCtx, m.c, "enterPage", page)
-					continue
-				}
-				sID := newUUID()
-				ledger.markSent(sID)
-				if stats.emitAcked(loadCtx, m.c, "chat.messages.send", chatMessage(sID, chatID, m.id, "load")) == ackFailed {
-					ledger.markFailed(sID)
-				}
-			}
-		}()
-	}
+	wg := mixedLoad(loadCtx, members, 100*time.Millisecond, page, chatID, ledger, &stats)
 	time.Sleep(time.Second)
 
 	nackedBefore := ledger.counts().nacked
