@@ -48,13 +48,3 @@ func pluginPIDs(hostPID int, name string) []int {
 	}
 	return pids
 }
-
-// processAlive reports whether pid exists (and is not a zombie).
-func processAlive(pid int) bool {
-	stat, err := os.ReadFile(filepath.Join("/proc", strconv.Itoa(pid), "stat"))
-	if err != nil {
-		return false
-	}
-	i := bytes.LastIndexByte(stat, ')')
-	return i >= 0 && i+2 < len(stat) && stat[i+2] != 'Z'
-}

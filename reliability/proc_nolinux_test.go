@@ -4,4 +4,3 @@ package reliability
 
 func pluginPIDs(int, string) []int { return nil }
 
-func processAlive(int) bool { return false }
