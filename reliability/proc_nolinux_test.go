@@ -3,4 +3,3 @@
 package reliability
 
 func pluginPIDs(int, string) []int { return nil }
-
