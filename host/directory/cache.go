@@ -61,6 +61,13 @@ func (h *Hasura) get(ctx context.Context, name, key string, force bool, fetch fe
 		}
 	}
 	return h.flight.do(k, func() (result, error) {
+		// A caller that missed the cache just after another's fetch ended
+		// finds that fetch's entry here instead of asking Hasura again.
+		if !force {
+			if r, ok := h.lookup(ctx, k); ok {
+				return r, nil
+			}
+		}
 		// A detached, bounded context: one caller giving up must not fail
 		// the others waiting on the same fetch.
 		fctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), h.timeout)
