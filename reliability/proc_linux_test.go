@@ -8,6 +8,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"syscall"
 )
 
 // pluginPIDs returns the pids of the plugin processes that the server with
@@ -47,4 +48,17 @@ func pluginPIDs(hostPID int, name string) []int {
 		}
 	}
 	return pids
+}
+
+// smallReceiveBuffer is a net.Dialer Control that sets the socket's receive
+// buffer to 4 KiB before it connects, so the window it advertises stays
+// small (setting it after connect leaves the window already advertised).
+func smallReceiveBuffer(_, _ string, c syscall.RawConn) error {
+	var serr error
+	if err := c.Control(func(fd uintptr) {
+		serr = syscall.SetsockoptInt(int(fd), syscall.SOL_SOCKET, syscall.SO_RCVBUF, 4096)
+	}); err != nil {
+		return err
+	}
+	return serr
 }

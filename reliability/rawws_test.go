@@ -38,11 +38,16 @@ const (
 // (a "" value deletes a default header) and returns the connection and the
 // response. The connection is usable only when the status is 101.
 func rawUpgrade(baseURL, method, path string, header map[string]string) (*rawWS, *http.Response, error) {
+	return rawUpgradeWith(&net.Dialer{Timeout: 5 * time.Second}, baseURL, method, path, header)
+}
+
+// rawUpgradeWith is rawUpgrade over a connection from d.
+func rawUpgradeWith(d *net.Dialer, baseURL, method, path string, header map[string]string) (*rawWS, *http.Response, error) {
 	u, err := url.Parse(baseURL)
 	if err != nil {
 		return nil, nil, err
 	}
-	c, err := net.DialTimeout("tcp", u.Host, 5*time.Second)
+	c, err := d.Dial("tcp", u.Host)
 	if err != nil {
 		return nil, nil, err
 	}
@@ -91,7 +96,12 @@ func rawUpgrade(baseURL, method, path string, header map[string]string) (*rawWS,
 // dialRaw upgrades a Socket.IO websocket at baseURL and reads the Engine.IO
 // open packet.
 func dialRaw(baseURL string) (*rawWS, error) {
-	ws, resp, err := rawUpgrade(baseURL, "GET", "/socket.io/?EIO=4&transport=websocket", nil)
+	return dialRawWith(&net.Dialer{Timeout: 5 * time.Second}, baseURL)
+}
+
+// dialRawWith is dialRaw over a connection from d.
+func dialRawWith(d *net.Dialer, baseURL string) (*rawWS, error) {
+	ws, resp, err := rawUpgradeWith(d, baseURL, "GET", "/socket.io/?EIO=4&transport=websocket", nil)
 	if err != nil {
 		return nil, err
 	}

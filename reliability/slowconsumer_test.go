@@ -41,14 +41,14 @@ func TestSlowConsumer(t *testing.T) {
 	chatID := newUUID()
 
 	// The slow consumer: subscribes, then never reads again.
-	slow, err := dialRaw(s.URL)
+	// Its receive buffer is set small before it connects: set later, the
+	// kernel has already advertised (and may autotune, up to tcp_rmem's
+	// maximum) a window that once let 17 MB through before the drop.
+	slow, err := dialRawWith(&net.Dialer{Timeout: 5 * time.Second, Control: smallReceiveBuffer}, s.URL)
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer slow.Close()
-	if tc, ok := slow.c.(*net.TCPConn); ok {
-		_ = tc.SetReadBuffer(4096)
-	}
 	if err := slow.connect(token(t, "slow")); err != nil {
 		t.Fatal(err)
 	}
