@@ -47,8 +47,8 @@ func startServer(t *testing.T, extraEnv ...string) *testServer {
 		"RT_PLUGINS__ADMIN__ENABLED=false",
 		"RT_PLUGINS__ECHO__ENABLED=true",
 		"RT_PLUGINS__ECHO__MODE=inprocess",
-		"RT_SOCKETIO__PING_INTERVAL=400ms",
-		"RT_SOCKETIO__PING_TIMEOUT=300ms",
+		"RT_SOCKETIO__PING_INTERVAL=1s",
+		"RT_SOCKETIO__PING_TIMEOUT=800ms",
 	}, extraEnv...)
 	url, signer := testserver.StartHost(t, env, "echo")
 	return &testServer{URL: url, signer: signer}
@@ -192,8 +192,10 @@ func TestEmitAckEventsAndClose(t *testing.T) {
 		t.Error(err)
 	}
 
-	// Pings are answered: the server (ping interval 400ms, timeout 300ms) keeps us.
-	time.Sleep(1500 * time.Millisecond)
+	// Pings are answered: the server (ping interval 1s, timeout 800ms) keeps
+	// us through three pings; unanswered, it drops us after 1.8 s. (A 300 ms
+	// timeout once seemed enough; a loaded -race box can stall that long.)
+	time.Sleep(3500 * time.Millisecond)
 	if !c.Connected() {
 		t.Fatalf("dropped while idle: %s", c.Reason())
 	}
