@@ -64,13 +64,20 @@ func TestPluginKill(t *testing.T) {
 			if len(pids) != 1 {
 				t.Fatalf("want one %s plugin process, found %v", plugin, pids)
 			}
-			restarts := s.metrics(t).sum("realtime_plugin_restarts_total", `plugin="`+plugin+`"`)
+			before := s.metrics(t)
+			restarts := before.sum("realtime_plugin_restarts_total", `plugin="`+plugin+`"`)
+			downSum := before.sum("realtime_plugin_downtime_seconds_sum", `plugin="`+plugin+`"`)
+			downCount := before.sum("realtime_plugin_downtime_seconds_count", `plugin="`+plugin+`"`)
 			killedAt := time.Now()
 			if err := syscall.Kill(pids[0], syscall.SIGKILL); err != nil {
 				t.Fatalf("kill %s plugin %d: %v", plugin, pids[0], err)
 			}
+			// The test sees the restart through polls of /metrics, /proc and
+			// /readyz, which a loaded box delays; the promise is checked on
+			// the server's own measure (realtime_plugin_downtime_seconds:
+			// from the process's death until its replacement serves).
 			var back time.Duration
-			ok := within(pluginBackWithin, func() bool {
+			ok := within(10*time.Second, func() bool {
 				m := s.metrics(t)
 				if m.sum("realtime_plugin_up", `plugin="`+plugin+`"`) != 1 ||
 					m.sum("realtime_plugin_restarts_total", `plugin="`+plugin+`"`) <= restarts {
@@ -86,9 +93,15 @@ func TestPluginKill(t *testing.T) {
 				return true
 			})
 			if !ok {
-				t.Errorf("%s plugin not back within %v of SIGKILL", plugin, pluginBackWithin)
+				t.Errorf("%s plugin not back within 10s of SIGKILL", plugin)
 			} else {
-				t.Logf("%s plugin back %v after SIGKILL", plugin, back.Round(time.Millisecond))
+				after := s.metrics(t)
+				n := after.sum("realtime_plugin_downtime_seconds_count", `plugin="`+plugin+`"`) - downCount
+				down := time.Duration((after.sum("realtime_plugin_downtime_seconds_sum", `plugin="`+plugin+`"`) - downSum) * float64(time.Second))
+				t.Logf("%s plugin down %v by the server's measure; back %v after SIGKILL as the test saw it", plugin, down.Round(time.Millisecond), back.Round(time.Millisecond))
+				if n != 1 || down > pluginBackWithin {
+					t.Errorf("%s plugin: %v restarts down %v in all, want 1 within %v", plugin, n, down, pluginBackWithin)
+				}
 			}
 			time.Sleep(time.Second) // load after the restart
 			stopLoad()

@@ -77,7 +77,8 @@
 // OnConnect is replayed for every socket of Services.LiveSockets (unless the
 // plugin set SkipReplay) before any new event reaches the new process;
 // realtime_plugin_restarts_total counts
-// restarts. In-process plugins are not supervised (they cannot die without
+// restarts and realtime_plugin_downtime_seconds observes, per restart, the
+// time from the death to the new process serving. In-process plugins are not supervised (they cannot die without
 // the host).
 //
 // # Socket calls
@@ -128,7 +129,8 @@
 // # Metrics
 //
 // realtime_plugin_up{plugin}, realtime_plugin_restarts_total{plugin},
-// realtime_plugin_event_seconds{plugin} (event handed over -> answer),
+// realtime_plugin_downtime_seconds{plugin} (process death -> replacement
+// serving), realtime_plugin_event_seconds{plugin} (event handed over -> answer),
 // realtime_plugin_events_total{plugin,result} (ok, error, dropped) and
 // realtime_plugin_events_dropped_total{plugin}.
 package pluginhost

@@ -217,6 +217,7 @@ func (in *instance) supervise(stop <-chan struct{}) {
 		default:
 		}
 		// The generation is gone: take it down, fail its in-flight calls.
+		died := time.Now()
 		in.mu.Lock()
 		in.state = StateRestarting
 		in.met.up.Set(0)
@@ -247,6 +248,7 @@ func (in *instance) supervise(stop <-chan struct{}) {
 				in.logger.Error("plugin restart failed", "error", err, "retry_in", backoff.String())
 				continue
 			}
+			in.met.downtime.Observe(time.Since(died).Seconds())
 			break
 		}
 	}

@@ -416,6 +416,13 @@ func TestRestartAfterKill(t *testing.T) {
 	if got := metricValue(t, m.metrics.restarts.WithLabelValues("ptest")); got != 1 {
 		t.Errorf("restarts_total = %v", got)
 	}
+	var dt dto.Metric
+	if err := m.metrics.downtime.WithLabelValues("ptest").(prometheus.Metric).Write(&dt); err != nil {
+		t.Fatal(err)
+	}
+	if h := dt.GetHistogram(); h.GetSampleCount() != 1 || h.GetSampleSum() < backoffMin.Seconds() {
+		t.Errorf("downtime: %d samples summing to %vs, want 1 of at least the %v backoff", h.GetSampleCount(), h.GetSampleSum(), backoffMin)
+	}
 	if err := m.Ready(); err != nil {
 		t.Errorf("Ready: %v", err)
 	}

@@ -10,6 +10,7 @@ import (
 type metrics struct {
 	up           *prometheus.GaugeVec
 	restarts     *prometheus.CounterVec
+	downtime     *prometheus.HistogramVec
 	eventSeconds *prometheus.HistogramVec
 	events       *prometheus.CounterVec
 	dropped      *prometheus.CounterVec
@@ -22,6 +23,11 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 		}, []string{"plugin"}),
 		restarts: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "realtime_plugin_restarts_total", Help: "Restarts of a plugin after it died.",
+		}, []string{"plugin"}),
+		downtime: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+			Name:    "realtime_plugin_downtime_seconds",
+			Help:    "Time from a plugin process's death until its replacement serves (the supervisor's restart, backoff included).",
+			Buckets: prometheus.ExponentialBuckets(0.05, 2, 12), // 50ms .. 102s
 		}, []string{"plugin"}),
 		eventSeconds: prometheus.NewHistogramVec(prometheus.HistogramOpts{
 			Name:    "realtime_plugin_event_seconds",
@@ -38,7 +44,7 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 	if reg == nil {
 		return m, nil
 	}
-	for _, c := range []prometheus.Collector{m.up, m.restarts, m.eventSeconds, m.events, m.dropped} {
+	for _, c := range []prometheus.Collector{m.up, m.restarts, m.downtime, m.eventSeconds, m.events, m.dropped} {
 		if err := reg.Register(c); err != nil {
 			var are prometheus.AlreadyRegisteredError
 			if !errors.As(err, &are) {
@@ -56,7 +62,11 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 					m.dropped = existing
 				}
 			case *prometheus.HistogramVec:
-				m.eventSeconds = existing
+				if c == prometheus.Collector(m.downtime) {
+					m.downtime = existing
+				} else {
+					m.eventSeconds = existing
+				}
 			}
 		}
 	}
@@ -67,6 +77,7 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 type pluginMetrics struct {
 	up           prometheus.Gauge
 	restarts     prometheus.Counter
+	downtime     prometheus.Observer
 	eventSeconds prometheus.Observer
 	ok, failed   prometheus.Counter
 	dropped      prometheus.Counter
@@ -77,6 +88,7 @@ func (m *metrics) forPlugin(name string) *pluginMetrics {
 	return &pluginMetrics{
 		up:           m.up.WithLabelValues(name),
 		restarts:     m.restarts.WithLabelValues(name),
+		downtime:     m.downtime.WithLabelValues(name),
 		eventSeconds: m.eventSeconds.WithLabelValues(name),
 		ok:           m.events.WithLabelValues(name, "ok"),
 		failed:       m.events.WithLabelValues(name, "error"),
