@@ -1,10 +1,14 @@
 package directory
 
-// GraphQL documents sent to Hasura. They follow the original service's
-// queries (services/realtime at 2e35da37 and its successors) and Hasura's
-// naming (<schema>_<Table>, <table>_by_pk, enum tables compared by name).
-// ConferenceSlugs and EventChairs are ours, written from the spec (§2.5 and
-// the hand-raise accept rule); they are best effort against the Clowdr schema.
+// GraphQL documents sent to Hasura. GetUserConferenceSlugs, UserPermissions,
+// ChatInfo and EventInfo are the original service's (services/realtime at
+// 2e35da37); RegistrantInfo adds conferenceId and EventChairs is ours (the
+// hand-raise accept rule). All validate against the Clowdr schema of that
+// era (Oct 2021, permission groups and FlatUserPermission). Clowdr's later
+// schema (Nov 2021 on: registrant conferenceRole, chat item/room, room
+// roomMemberships) has none of FlatUserPermission, Conference.groups,
+// Chat.items/rooms or Room.roomPeople, so the first four fail there; moving
+// to it changes the permission model (§7), not just these documents.
 
 // Permission names (permissions_Permission enum).
 const (
