@@ -38,7 +38,8 @@
 // optional keys may be absent, superfluous properties (of the action and of
 // data) are kept and passed through to the bus and the broadcasts unchanged.
 // sId, chatId (and messageSId for reactions) must be uuid@8-valid; senderId,
-// duplicatedMessageSId and duplicateSId are UUID-checked when non-empty.
+// duplicatedMessageSId and duplicateSId are UUID-checked when non-empty (an
+// empty one is written back to Hasura as null: a uuid column refuses "").
 // An action larger than max_message_bytes is refused, and each socket may
 // send at most sends_per_second (burst send_burst) messages and reactions.
 //

@@ -45,10 +45,20 @@ var (
 // mutation: likely permanent).
 var errGraphQL = errors.New("graphql error")
 
+// emptyIsNull are the optional uuid columns that clients may send as ""
+// (validation checks them only when non-empty, as the original did). A uuid
+// column refuses "", which failed the original's writeback of such a row;
+// it is written as null.
+var emptyIsNull = map[string]bool{"duplicatedMessageSId": true, "duplicateSId": true}
+
+// pick returns the columns cols of data that are present.
 func pick(data map[string]json.RawMessage, cols []string) map[string]json.RawMessage {
 	out := make(map[string]json.RawMessage, len(cols))
 	for _, c := range cols {
 		if v, ok := data[c]; ok {
+			if emptyIsNull[c] && string(v) == `""` {
+				v = json.RawMessage(`null`)
+			}
 			out[c] = v
 		}
 	}

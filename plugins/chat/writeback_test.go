@@ -521,3 +521,24 @@ func TestWritebackQueues(t *testing.T) {
 		}
 	}
 }
+
+// An optional uuid column sent as "" is written as null (Postgres refuses
+// "" for a uuid); other columns keep their values.
+func TestPickEmptyUUIDIsNull(t *testing.T) {
+	data := map[string]json.RawMessage{
+		"duplicatedMessageSId": json.RawMessage(`""`),
+		"duplicateSId":         json.RawMessage(`"` + sid1 + `"`),
+		"message":              json.RawMessage(`""`),
+		"extra":                json.RawMessage(`1`),
+	}
+	got := pick(data, []string{"duplicatedMessageSId", "duplicateSId", "message", "systemId"})
+	want := map[string]string{"duplicatedMessageSId": `null`, "duplicateSId": `"` + sid1 + `"`, "message": `""`}
+	if len(got) != len(want) {
+		t.Fatalf("pick = %v, want %v", got, want)
+	}
+	for k, v := range want {
+		if string(got[k]) != v {
+			t.Errorf("%s = %s, want %s", k, got[k], v)
+		}
+	}
+}
