@@ -12,8 +12,8 @@ import (
 // alone, with no database.
 //
 // The rules:
-//   - every user is a member of cfg.Conferences; when that list is empty and
-//     cfg.TestMode is set, of ["test-conference-slug"];
+//   - every user is a member of cfg.Conferences and, when cfg.TestMode is
+//     set (the original's TEST_MODE), of "test-conference-slug" too;
 //   - a registrant id equals the user id it belongs to: Registrant(id) is
 //     {ID: id, UserID: id, DisplayName: id} for any non-empty id;
 //   - chat rooms and event rooms are public: CanSelectChat and CanAccessEvent
@@ -32,8 +32,11 @@ var _ sdk.Directory = (*Static)(nil)
 // NewStatic builds the static directory from cfg.
 func NewStatic(cfg config.DirectoryConfig) *Static {
 	confs := slices.Clone(cfg.Conferences)
-	if len(confs) == 0 && cfg.TestMode {
-		confs = []string{TestConferenceSlug}
+	// directory.conferences defaults to [demo], so test mode adds its slug
+	// rather than replacing an empty list: TEST_MODE=true alone must give
+	// the original's test-conference-slug.
+	if cfg.TestMode && !slices.Contains(confs, TestConferenceSlug) {
+		confs = append(confs, TestConferenceSlug)
 	}
 	chairs := make(map[string]struct{}, len(cfg.Chairs))
 	for _, c := range cfg.Chairs {

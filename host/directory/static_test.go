@@ -76,7 +76,9 @@ func TestStaticTestMode(t *testing.T) {
 		want []string
 	}{
 		{"test mode", config.DirectoryConfig{TestMode: true}, []string{TestConferenceSlug}},
-		{"test mode with conferences", config.DirectoryConfig{TestMode: true, Conferences: []string{"x"}}, []string{"x"}},
+		{"test mode with conferences", config.DirectoryConfig{TestMode: true, Conferences: []string{"x"}}, []string{"x", TestConferenceSlug}},
+		{"test mode with its slug listed", config.DirectoryConfig{TestMode: true, Conferences: []string{TestConferenceSlug, "x"}}, []string{TestConferenceSlug, "x"}},
+		{"conferences without test mode", config.DirectoryConfig{Conferences: []string{"x"}}, []string{"x"}},
 		{"neither", config.DirectoryConfig{}, nil},
 	}
 	for _, tc := range tests {
@@ -86,5 +88,21 @@ func TestStaticTestMode(t *testing.T) {
 				t.Fatalf("got %v, %v; want %v", got, err, tc.want)
 			}
 		})
+	}
+}
+
+// TEST_MODE=true alone, on the default config (conferences [demo]), gives
+// every user the original's test-conference-slug.
+func TestStaticTestModeFromEnv(t *testing.T) {
+	cfg, err := config.Load(config.LoadOptions{Environ: []string{"TEST_MODE=true"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if b := Backend(cfg.Directory); b != BackendStatic {
+		t.Fatalf("backend = %q, want static", b)
+	}
+	got, err := NewStatic(cfg.Directory).ConferenceSlugs(context.Background(), "u")
+	if err != nil || !slices.Contains(got, TestConferenceSlug) {
+		t.Fatalf("conferences = %v, %v; want %q among them", got, err, TestConferenceSlug)
 	}
 }
