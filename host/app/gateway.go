@@ -32,11 +32,15 @@ type gateway struct {
 	rateLimited prometheus.Counter
 }
 
-// sockState is the host's per-socket state, kept in the socketio.Conn.
+// sockState is the host's per-socket state, kept in the socketio.Conn. It
+// points at the hub's socket for the socket's info rather than keeping a
+// copy (an idle socket's memory, BENCHMARKS.md "connect").
 type sockState struct {
-	info   sdk.Socket
+	sock   *hub.Socket
 	bucket tokenBucket // the per-socket event rate limit
 }
+
+func (st *sockState) info() *sdk.Socket { return &st.sock.Info }
 
 // tokenBucket is the per-socket event limit: burst tokens, refilled at rate
 // per second. It is a value in sockState rather than a *rate.Limiter (80
@@ -118,9 +122,8 @@ func (g *gateway) Authenticate(ctx context.Context, c *socketio.Conn, payload js
 		c.Close("directory unavailable")
 		return err
 	}
-	info := sdk.Socket{ID: c.ID(), UserID: id.UserID, ConferenceSlugs: slugs}
-	st := &sockState{info: info}
-	if err := g.hub.Add(ctx, info, c); err != nil {
+	sock, err := g.hub.Register(ctx, sdk.Socket{ID: c.ID(), UserID: id.UserID, ConferenceSlugs: slugs}, c)
+	if err != nil {
 		// Redis (room subscriptions) is likely down: close the transport so
 		// the client reconnects with backoff; a CONNECT_ERROR would make
 		// socket.io-client give up.
@@ -128,8 +131,8 @@ func (g *gateway) Authenticate(ctx context.Context, c *socketio.Conn, payload js
 		c.Close("hub unavailable")
 		return err
 	}
-	c.SetValue(st)
-	g.plugins.Connect(info)
+	c.SetValue(&sockState{sock: sock})
+	g.plugins.Connect(sock.Info)
 	return nil
 }
 
@@ -147,13 +150,13 @@ func (g *gateway) OnEvent(c *socketio.Conn, name string, args []json.RawMessage,
 	if g.eventsPerSecond > 0 && !st.bucket.allow(time.Now().UnixNano(), g.eventsPerSecond, max(g.eventBurst, 1)) {
 		g.eventsIn.WithLabelValues("rate_limited").Inc()
 		g.rateLimited.Inc()
-		g.log.Debug("event rate limited", "socket", st.info.ID, "user", st.info.UserID, "event", name)
+		g.log.Debug("event rate limited", "socket", st.info().ID, "user", st.info().UserID, "event", name)
 		_ = c.Emit("server.error", map[string]string{"event": name, "code": "rate_limited", "message": "too many events; slow down"})
 		return
 	}
 	done := func(ack []json.RawMessage, err error) {
 		if err != nil {
-			g.log.Debug("event failed", "socket", st.info.ID, "event", name, "err", err)
+			g.log.Debug("event failed", "socket", st.info().ID, "event", name, "err", err)
 		}
 		if ackID >= 0 {
 			if err != nil {
@@ -168,7 +171,7 @@ func (g *gateway) OnEvent(c *socketio.Conn, name string, args []json.RawMessage,
 			_ = c.Emit("server.error", map[string]string{"event": name, "code": "unavailable", "message": "this feature is restarting or overloaded; retry shortly"})
 		}
 	}
-	if g.plugins.Event(st.info, name, args, done) {
+	if g.plugins.Event(*st.info(), name, args, done) {
 		g.eventsIn.WithLabelValues("routed").Inc()
 		return
 	}
@@ -179,7 +182,7 @@ func (g *gateway) OnEvent(c *socketio.Conn, name string, args []json.RawMessage,
 		return
 	}
 	g.eventsIn.WithLabelValues("unknown").Inc()
-	g.log.Debug("event without handler ignored", "socket", st.info.ID, "event", name)
+	g.log.Debug("event without handler ignored", "socket", st.info().ID, "event", name)
 }
 
 // OnDisconnect forgets the socket and tells the plugins.
@@ -188,8 +191,8 @@ func (g *gateway) OnDisconnect(c *socketio.Conn, reason string) {
 	if !ok {
 		return
 	}
-	g.hub.Remove(context.Background(), st.info.ID)
-	g.plugins.Disconnect(st.info, reason)
+	g.hub.Remove(context.Background(), st.info().ID)
+	g.plugins.Disconnect(*st.info(), reason)
 }
 
 func timeReply(args []json.RawMessage) json.RawMessage {

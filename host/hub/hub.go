@@ -26,6 +26,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"slices"
 	"sync"
 	"time"
 
@@ -80,13 +81,33 @@ type InstanceMessage struct {
 var ErrUnknownSocket = errors.New("hub: unknown socket")
 
 // UserRoom is the room every socket of a user is in.
-func UserRoom(userID string) string { return "rt:user:" + userID }
+func UserRoom(userID string) string { return userRoomPrefix + userID }
+
+const userRoomPrefix = "rt:user:"
 
 // Socket is a connected socket.
+//
+// Memory: an idle socket is in two rooms (its own id and its user's), so
+// its room set is a slice, not a map (a map with one group costs ~200 bytes;
+// 10,000 sockets × two maps were the hub's largest per-socket cost). Its own
+// room is a flag instead of a one-member room in Hub.rooms: nothing is ever
+// shared through it but the socket itself (see ownRoom). A socket in many
+// rooms pays a linear scan per Join/Leave, which at the tens of rooms a
+// client follows costs less than hashing.
 type Socket struct {
-	Info  sdk.Socket
-	conn  Conn
-	rooms map[string]struct{} // guarded by Hub.mu
+	Info sdk.Socket
+	conn Conn
+	// Guarded by Hub.mu:
+	rooms   []*roomState // rooms other than its own id's
+	inOwn   bool         // in the room named by its own id
+	removed bool
+}
+
+// roomState is a room with local members. Sockets point at it, so its name is
+// stored once however many members it has.
+type roomState struct {
+	name    string
+	members map[*Socket]struct{}
 }
 
 // Hub is the registry of this instance's sockets and rooms.
@@ -97,7 +118,7 @@ type Hub struct {
 
 	mu      sync.RWMutex
 	sockets map[string]*Socket
-	rooms   map[string]map[*Socket]struct{}
+	rooms   map[string]*roomState // rooms with a local member other than an own-id member
 
 	met *metrics
 
@@ -121,7 +142,7 @@ func New(instanceID string, encode Encoder, remote Remote, logger *slog.Logger) 
 		encode:     encode,
 		log:        logger,
 		sockets:    make(map[string]*Socket),
-		rooms:      make(map[string]map[*Socket]struct{}),
+		rooms:      make(map[string]*roomState),
 		remote:     remote,
 		subscribed: make(map[string]bool),
 		met:        newMetrics(),
@@ -136,25 +157,37 @@ func (h *Hub) InstanceID() string { return h.instance }
 
 // Add registers a socket and puts it in its own room and its user's room.
 func (h *Hub) Add(ctx context.Context, info sdk.Socket, c Conn) error {
-	s := &Socket{Info: info, conn: c, rooms: make(map[string]struct{})}
+	_, err := h.Register(ctx, info, c)
+	return err
+}
+
+// Register is Add returning the registered socket, whose Info the caller
+// may keep instead of a copy of its own (it never changes). Its UserID
+// shares the bytes of the user room's name when the user has another socket
+// here, so a user's sockets hold their user id once.
+func (h *Hub) Register(ctx context.Context, info sdk.Socket, c Conn) (*Socket, error) {
+	var userRoom string
+	if info.UserID != "" {
+		userRoom = UserRoom(info.UserID)
+	}
 	h.mu.Lock()
 	if _, dup := h.sockets[info.ID]; dup {
 		h.mu.Unlock()
-		return fmt.Errorf("hub: duplicate socket id %q", info.ID)
+		return nil, fmt.Errorf("hub: duplicate socket id %q", info.ID)
 	}
+	if r := h.rooms[userRoom]; r != nil && userRoom != "" {
+		info.UserID = r.name[len(userRoomPrefix):]
+	}
+	s := &Socket{Info: info, conn: c, inOwn: true}
 	h.sockets[info.ID] = s
 	h.mu.Unlock()
-	if err := h.join(ctx, s, info.ID); err != nil {
-		h.Remove(ctx, info.ID)
-		return err
-	}
-	if info.UserID != "" {
-		if err := h.join(ctx, s, UserRoom(info.UserID)); err != nil {
+	if userRoom != "" {
+		if err := h.join(ctx, s, userRoom); err != nil {
 			h.Remove(ctx, info.ID)
-			return err
+			return nil, err
 		}
 	}
-	return nil
+	return s, nil
 }
 
 // Remove forgets a socket and leaves all its rooms.
@@ -167,12 +200,12 @@ func (h *Hub) Remove(ctx context.Context, socketID string) {
 	}
 	delete(h.sockets, socketID)
 	var emptied []string
-	for room := range s.rooms {
-		if h.removeMember(room, s) {
-			emptied = append(emptied, room)
+	for _, r := range s.rooms {
+		if h.removeMember(r, s) {
+			emptied = append(emptied, r.name)
 		}
 	}
-	s.rooms = nil
+	s.rooms, s.inOwn, s.removed = nil, false, true
 	h.mu.Unlock()
 	h.unsubscribe(ctx, emptied)
 }
@@ -210,7 +243,28 @@ func (h *Hub) Count() int {
 func (h *Hub) RoomSize(room string) int {
 	h.mu.RLock()
 	defer h.mu.RUnlock()
-	return len(h.rooms[room])
+	return h.localMembers(room)
+}
+
+// localMembers counts a room's members here, h.mu held.
+func (h *Hub) localMembers(name string) int {
+	n := 0
+	if r := h.rooms[name]; r != nil {
+		n = len(r.members)
+	}
+	if h.ownRoom(name) != nil {
+		n++
+	}
+	return n
+}
+
+// ownRoom is the local socket whose own-id room is name and that is in it,
+// or nil; h.mu held.
+func (h *Hub) ownRoom(name string) *Socket {
+	if s := h.sockets[name]; s != nil && s.inOwn {
+		return s
+	}
+	return nil
 }
 
 // Rooms lists a local socket's rooms.
@@ -221,9 +275,12 @@ func (h *Hub) Rooms(socketID string) []string {
 	if !ok {
 		return nil
 	}
-	out := make([]string, 0, len(s.rooms))
-	for r := range s.rooms {
-		out = append(out, r)
+	out := make([]string, 0, len(s.rooms)+1)
+	if s.inOwn {
+		out = append(out, s.Info.ID)
+	}
+	for _, r := range s.rooms {
+		out = append(out, r.name)
 	}
 	return out
 }
@@ -250,30 +307,36 @@ func (h *Hub) Join(ctx context.Context, socketID, room string) error {
 
 func (h *Hub) join(ctx context.Context, s *Socket, room string) error {
 	h.mu.Lock()
-	if s.rooms == nil { // removed meanwhile
+	if s.removed { // removed meanwhile
 		h.mu.Unlock()
 		return ErrUnknownSocket
 	}
-	if _, in := s.rooms[room]; in {
+	if room == s.Info.ID {
+		// Socket-id rooms are reached through the instance channel: never
+		// subscribed.
+		s.inOwn = true
 		h.mu.Unlock()
 		return nil
 	}
-	members := h.rooms[room]
-	first := members == nil
-	if first {
-		members = make(map[*Socket]struct{})
-		h.rooms[room] = members
+	if s.roomIndex(room) >= 0 {
+		h.mu.Unlock()
+		return nil
 	}
-	members[s] = struct{}{}
-	s.rooms[room] = struct{}{}
+	first := h.localMembers(room) == 0
+	r := h.rooms[room]
+	if r == nil {
+		r = &roomState{name: room, members: make(map[*Socket]struct{}, 1)}
+		h.rooms[room] = r
+	}
+	r.members[s] = struct{}{}
+	s.rooms = append(s.rooms, r)
 	h.mu.Unlock()
-	if first && h.remote != nil && room != s.Info.ID {
-		// Socket-id rooms are reached through the instance channel instead.
+	if first && h.remote != nil {
 		stripe := h.stripe(room)
 		stripe.Lock()
 		defer stripe.Unlock()
 		h.mu.RLock()
-		still := len(h.rooms[room]) > 0
+		still := h.localMembers(room) > 0
 		h.mu.RUnlock()
 		if still && !h.isSubscribed(room) {
 			if err := h.remote.Subscribe(ctx, room); err != nil {
@@ -293,12 +356,24 @@ func (h *Hub) Leave(ctx context.Context, socketID, room string) error {
 		h.mu.Unlock()
 		return h.forward(ctx, socketID, InstanceMessage{Op: "leave", SocketID: socketID, Room: room})
 	}
-	if _, in := s.rooms[room]; !in {
-		h.mu.Unlock()
-		return nil
+	var emptied bool
+	if room == s.Info.ID {
+		if !s.inOwn {
+			h.mu.Unlock()
+			return nil
+		}
+		s.inOwn = false
+		emptied = h.localMembers(room) == 0
+	} else {
+		i := s.roomIndex(room)
+		if i < 0 {
+			h.mu.Unlock()
+			return nil
+		}
+		r := s.rooms[i]
+		s.rooms = slices.Delete(s.rooms, i, i+1)
+		emptied = h.removeMember(r, s)
 	}
-	delete(s.rooms, room)
-	emptied := h.removeMember(room, s)
 	h.mu.Unlock()
 	if emptied {
 		h.unsubscribe(ctx, []string{room})
@@ -306,13 +381,23 @@ func (h *Hub) Leave(ctx context.Context, socketID, room string) error {
 	return nil
 }
 
-// removeMember must be called with h.mu held; it reports whether the room emptied.
-func (h *Hub) removeMember(room string, s *Socket) bool {
-	members := h.rooms[room]
-	delete(members, s)
-	if len(members) == 0 {
-		delete(h.rooms, room)
-		return true
+// roomIndex is the index of the named room in s.rooms, or -1; Hub.mu held.
+func (s *Socket) roomIndex(name string) int {
+	for i, r := range s.rooms {
+		if r.name == name {
+			return i
+		}
+	}
+	return -1
+}
+
+// removeMember must be called with h.mu held; it reports whether the room
+// has no local member left.
+func (h *Hub) removeMember(r *roomState, s *Socket) bool {
+	delete(r.members, s)
+	if len(r.members) == 0 {
+		delete(h.rooms, r.name)
+		return h.ownRoom(r.name) == nil
 	}
 	return false
 }
@@ -325,7 +410,7 @@ func (h *Hub) unsubscribe(ctx context.Context, rooms []string) {
 		stripe := h.stripe(room)
 		stripe.Lock()
 		h.mu.RLock()
-		again := len(h.rooms[room]) > 0
+		again := h.localMembers(room) > 0
 		h.mu.RUnlock()
 		if !again && h.isSubscribed(room) {
 			h.setSubscribed(room, false)
@@ -427,8 +512,15 @@ func (h *Hub) EmitFrameToRoom(ctx context.Context, room string, frame []byte) er
 // DeliverLocal sends a frame to this instance's members of a room.
 func (h *Hub) DeliverLocal(room string, frame []byte) int {
 	h.mu.RLock()
-	members := h.rooms[room]
-	conns := make([]Conn, 0, len(members))
+	var members map[*Socket]struct{}
+	if r := h.rooms[room]; r != nil {
+		members = r.members
+	}
+	own := h.ownRoom(room)
+	conns := make([]Conn, 0, len(members)+1)
+	if own != nil {
+		conns = append(conns, own.conn)
+	}
 	for s := range members {
 		conns = append(conns, s.conn)
 	}
