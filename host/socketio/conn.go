@@ -33,19 +33,21 @@ var (
 // Conn is one Engine.IO connection and its Socket.IO socket on "/" (they
 // share the id). Send, Emit, Ack, Disconnect, Close, SetValue and Value are
 // safe for concurrent use.
+//
+// Memory: every idle connection keeps one, so fields are ordered and sized
+// to keep it in the 160-byte size class (it was 208): the remote address is
+// read from the net.Conn when asked (logs only) instead of kept as a string,
+// the writer keeps whether a write failed rather than the error, and the
+// small fields share one word.
 type Conn struct {
-	s          *Server
-	ws         *gws.Conn
-	id         string
-	remoteAddr string
-	flushFn    func() // c.flush, bound once (see writer.go)
+	s       *Server
+	ws      *gws.Conn
+	id      string
+	flushFn func() // c.flush, bound once (see writer.go)
 
 	wmu       sync.Mutex   // guards wq, writing, deferred
 	wq        *frameQueue  // frames waiting for the writer; nil when none
-	writing   bool         // the writer is scheduled or running
-	deferred  bool         // the batcher will schedule the writer
 	lastWrite atomic.Int64 // server clock (ns) of the last write
-	werr      error        // first write error; writer only
 
 	value atomic.Pointer[valueBox]
 
@@ -60,9 +62,12 @@ type Conn struct {
 	mu         sync.Mutex // guards reason, forceTimer, finalized
 	reason     string
 	forceTimer *time.Timer
-	finalized  bool
 
-	connectAttempts int // packet handlers only (one at a time, see handle)
+	finalized       bool  // guarded by mu
+	writing         bool  // the writer is scheduled or running; guarded by wmu
+	deferred        bool  // the batcher will schedule the writer; guarded by wmu
+	werr            bool  // a write failed (or a frame was refused); writer only
+	connectAttempts uint8 // packet handlers only (one at a time, see handle)
 }
 
 type valueBox struct{ v any }
@@ -70,8 +75,14 @@ type valueBox struct{ v any }
 // ID returns the engine id, which is also the Socket.IO socket id.
 func (c *Conn) ID() string { return c.id }
 
-// RemoteAddr returns the remote address of the upgrade request.
-func (c *Conn) RemoteAddr() string { return c.remoteAddr }
+// RemoteAddr returns the remote address of the connection (the upgrade
+// request's), "" if unknown. It is not stored: only logs ask for it.
+func (c *Conn) RemoteAddr() string {
+	if a := c.ws.NetConn().RemoteAddr(); a != nil {
+		return a.String()
+	}
+	return ""
+}
 
 // SetValue stores the host's per-socket state.
 func (c *Conn) SetValue(v any) { c.value.Store(&valueBox{v}) }
@@ -388,11 +399,11 @@ func (c *Conn) onConnect(raw []byte, auth json.RawMessage) {
 		c.malformed("duplicate_connect", raw, nil, false)
 		return
 	}
-	c.connectAttempts++
-	if c.connectAttempts > maxConnectAttempts {
+	if c.connectAttempts >= maxConnectAttempts { // checked first: a uint8
 		c.protocolClose("too_many_connect_attempts", raw, nil, closeProtocolError)
 		return
 	}
+	c.connectAttempts++
 	s := c.s
 	deadline := s.start.Add(time.Duration(c.connectDeadline.Load()))
 	ctx, cancel := context.WithDeadline(s.ctx, deadline)

@@ -3,7 +3,6 @@ package socketio
 import (
 	"container/heap"
 	"encoding/binary"
-	"errors"
 	"sync"
 	"time"
 	"unicode/utf8"
@@ -46,10 +45,6 @@ const (
 	// written.
 	closeGoingAway uint16 = 1001
 )
-
-// errBadFrame: a queued frame was not valid UTF-8 or too large (gws refused
-// such frames and closed the connection; so does the writer).
-var errBadFrame = errors.New("socketio: outbound frame not valid UTF-8 or too large")
 
 // frameQueue is a batch of frames waiting for the writer. Queues are pooled:
 // an idle connection holds none.
@@ -129,7 +124,7 @@ func (c *Conn) flush() {
 // After a write error (or a bad frame) it drops every frame: the connection
 // is closing.
 func (c *Conn) writeFrames(frames [][]byte) {
-	if c.werr != nil {
+	if c.werr {
 		return
 	}
 	bp := bufPool.Get().(*[]byte)
@@ -138,8 +133,8 @@ func (c *Conn) writeFrames(frames [][]byte) {
 	for _, f := range frames {
 		if len(f) > maxFramePayload || !utf8.Valid(f) {
 			c.write(buf, inBuf)
-			if c.werr == nil {
-				c.werr = errBadFrame
+			if !c.werr {
+				c.werr = true
 				c.s.log.Error("socketio: outbound frame refused, closing", "conn", c.id, "bytes", len(f), "frame", truncate(f, logFrameBytes))
 				c.closeWith(ReasonTransportError, closeGoingAway, nil)
 			}
@@ -152,7 +147,7 @@ func (c *Conn) writeFrames(frames [][]byte) {
 		if len(buf) >= writeChunk {
 			c.write(buf, inBuf)
 			buf, inBuf = buf[:0], 0
-			if c.werr != nil {
+			if c.werr {
 				break
 			}
 		}
@@ -168,11 +163,12 @@ func (c *Conn) writeFrames(frames [][]byte) {
 // connection (reason "transport error" unless a close was already decided),
 // as gws did.
 func (c *Conn) write(buf []byte, n int) {
-	if n == 0 || c.werr != nil {
+	if n == 0 || c.werr {
 		return
 	}
 	if _, err := c.ws.NetConn().Write(buf); err != nil {
-		c.werr = err
+		c.werr = true
+		c.s.log.Debug("socketio: write failed", "conn", c.id, "err", err)
 		c.abort(ReasonTransportError)
 		return
 	}
