@@ -131,13 +131,34 @@ func (c *testClient) readNone(t *testing.T, d time.Duration) {
 	}
 }
 
+// waitWriterIdle waits until no writer is scheduled or running for conn.
+func waitWriterIdle(t *testing.T, conn *Conn) {
+	t.Helper()
+	deadline := time.Now().Add(wait)
+	for {
+		conn.wmu.Lock()
+		idle := !conn.writing
+		conn.wmu.Unlock()
+		if idle {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("writer still running")
+		}
+		time.Sleep(time.Millisecond)
+	}
+}
+
 func TestBatchedFramesWaitThenFollowSend(t *testing.T) {
 	h := newTestHandler()
 	// A delay far longer than the test: batched frames only go out when a
 	// Send or a close pushes them.
 	ts := newTestServer(t, h, Options{BatchDelay: time.Hour})
 	c, conn := ts.connect(t, h)
-	// The connect answer was just written, so batched frames wait.
+	// The connect answer was just written, so batched frames wait — once its
+	// writer has finished: the client may read the answer before the writer
+	// saw its queue empty, and a frame queued meanwhile goes out with it.
+	waitWriterIdle(t, conn)
 	if err := conn.SendBatched([]byte(`42["a"]`)); err != nil {
 		t.Fatal(err)
 	}
