@@ -66,8 +66,33 @@ type benchFlags struct {
 	cfg         bench.Config
 }
 
-func benchCmd(args []string, stdout, stderr io.Writer) int {
-	var f benchFlags
+// perScenarioInt is an int flag whose default depends on the scenario (its
+// usage says which): unset it holds -1, which tells benchCmd to pick the
+// scenario's default, and pflag shows no "(default -1)" since String is "".
+// A negative value given on the command line means 0, as before.
+type perScenarioInt struct{ p *int }
+
+func (v perScenarioInt) String() string {
+	if v.p == nil || *v.p < 0 {
+		return ""
+	}
+	return strconv.Itoa(*v.p)
+}
+
+func (v perScenarioInt) Set(s string) error {
+	n, err := strconv.Atoi(s)
+	if err != nil {
+		return err
+	}
+	*v.p = max(n, 0)
+	return nil
+}
+
+func (v perScenarioInt) Type() string { return "int" }
+
+// newBenchFlags defines bench's flags on a new flag set that writes to stderr.
+func newBenchFlags(stderr io.Writer) (*pflag.FlagSet, *benchFlags) {
+	f := &benchFlags{}
 	fs := pflag.NewFlagSet("bench", pflag.ContinueOnError)
 	fs.SetOutput(stderr)
 	fs.Usage = func() {
@@ -92,11 +117,17 @@ func benchCmd(args []string, stdout, stderr io.Writer) int {
 	fs.Float64Var(&f.cfg.Rate, "rate", 0, "presence: events/s (1000); chat: first step msgs/s (50); plugin: events/s (0 = closed loop); connect: connects/s (0 = unpaced)")
 	fs.Float64Var(&f.cfg.MaxRate, "max-rate", 0, "chat: last step msgs/s (6400)")
 	fs.IntVar(&f.cfg.Subscribers, "subscribers", 0, "chat: subscribers (1000); coldchat: subscribers (2000)")
-	fs.IntVar(&f.cfg.Pages, "pages", -1, "connect: pages entered (100; 0 = none); presence: observed pages (50)")
+	f.cfg.Pages = -1
+	fs.Var(perScenarioInt{&f.cfg.Pages}, "pages", "connect: pages entered (100; 0 = none); presence: observed pages (50)")
 	fs.IntVar(&f.cfg.Observers, "observers", 0, "presence: observers per page (2)")
 	fs.DurationVar(&f.cfg.TargetP99, "target-p99", 0, "chat: p99 that ends the ramp (50ms)")
 	fs.DurationVar(&f.cfg.ColdTarget, "cold-target", 0, "coldchat: every subscriber should receive the message within this after the send (500ms)")
 	fs.StringVar(&f.cfg.Conference, "conference", "demo", "conference slug of page paths (one of the server's directory.conferences)")
+	return fs, f
+}
+
+func benchCmd(args []string, stdout, stderr io.Writer) int {
+	fs, f := newBenchFlags(stderr)
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, pflag.ErrHelp) {
 			return 0
@@ -115,12 +146,6 @@ func benchCmd(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintf(stderr, "realtime bench: unknown scenario %q\n", scenario)
 		fs.Usage()
 		return 2
-	}
-	if f.cfg.Pages < 0 {
-		f.cfg.Pages = 0
-		if !fs.Changed("pages") {
-			f.cfg.Pages = -1 // let each scenario pick its default
-		}
 	}
 	if lim, err := raiseFileLimit(); err != nil {
 		fmt.Fprintf(stderr, "realtime bench: warning: %v\n", err)

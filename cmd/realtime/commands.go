@@ -1,6 +1,7 @@
 package main
 
 import (
+	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -13,7 +14,9 @@ import (
 	"time"
 
 	"github.com/spf13/pflag"
+	"go.uber.org/dig"
 	"go.uber.org/fx"
+	"go.uber.org/fx/fxevent"
 
 	"github.com/clowdr/realtime/host/app"
 	"github.com/clowdr/realtime/host/auth"
@@ -21,11 +24,25 @@ import (
 	"github.com/clowdr/realtime/plugins/sdk"
 )
 
+// command describes one subcommand for loadConfig.
+type command struct {
+	name     string // for pflag's messages
+	synopsis string // first line of --help, after "Usage: "
+	// builtinCheck makes Load refuse an enabled plugin that is neither
+	// built in nor given a path, as serve's plugin host does at start.
+	builtinCheck bool
+}
+
 // loadConfig parses the common flags (plus extra ones registered by the
-// caller) and loads the layered config.
-func loadConfig(name string, args []string, stderr io.Writer, extra func(*pflag.FlagSet)) (*config.Config, *pflag.FlagSet, error) {
-	fs := pflag.NewFlagSet(name, pflag.ContinueOnError)
+// caller) and loads the layered config. With --help/-h it prints the usage
+// once and returns an error that wraps pflag.ErrHelp: callers exit 0 on it.
+func loadConfig(c command, args []string, stderr io.Writer, extra func(*pflag.FlagSet)) (*config.Config, *pflag.FlagSet, error) {
+	fs := pflag.NewFlagSet(c.name, pflag.ContinueOnError)
 	fs.SetOutput(stderr)
+	fs.Usage = func() {
+		fmt.Fprintf(stderr, "Usage: %s\n\nFlags:\n", c.synopsis)
+		fs.PrintDefaults()
+	}
 	config.AddFlags(fs)
 	if extra != nil {
 		extra(fs)
@@ -34,7 +51,11 @@ func loadConfig(name string, args []string, stderr io.Writer, extra func(*pflag.
 		return nil, fs, err
 	}
 	file, _ := fs.GetString("config")
-	cfg, err := config.Load(config.LoadOptions{File: file, Flags: fs})
+	opts := config.LoadOptions{File: file, Flags: fs}
+	if c.builtinCheck {
+		opts.BuiltinPlugins = sdk.Registered()
+	}
+	cfg, err := config.Load(opts)
 	return cfg, fs, err
 }
 
@@ -56,7 +77,7 @@ func newLogger(cfg *config.Config, w io.Writer) *slog.Logger {
 }
 
 func serve(args []string, stderr io.Writer) int {
-	cfg, _, err := loadConfig("serve", args, stderr, nil)
+	cfg, _, err := loadConfig(command{name: "serve", synopsis: "realtime [serve] [flags]"}, args, stderr, nil)
 	if err != nil {
 		if errors.Is(err, pflag.ErrHelp) {
 			return 0
@@ -69,23 +90,62 @@ func serve(args []string, stderr io.Writer) int {
 	if _, err := raiseFileLimit(); err != nil {
 		logger.Warn("could not raise the open file limit", "err", err)
 	}
-	fxApp := fx.New(app.Options(cfg, logger, nil))
+	fxApp := fx.New(app.Options(cfg, logger, nil),
+		// fx's own events, errors included, go to debug: its errors are
+		// dependency chains ("could not build arguments for ...
+		// startHeartbeat ...") that bury the cause, so serve logs failures
+		// itself below, cause first. This replaces host/app's fx logger.
+		fx.WithLogger(func() fxevent.Logger {
+			l := &fxevent.SlogLogger{Logger: logger}
+			l.UseLogLevel(slog.LevelDebug)
+			l.UseErrorLevel(slog.LevelDebug)
+			return l
+		}))
 	if err := fxApp.Err(); err != nil {
-		logger.Error("realtime failed to build", "err", err)
+		logFailure(logger, "realtime failed to build", err)
 		return 1
 	}
-	fxApp.Run() // returns after SIGINT/SIGTERM and a drained stop
-	return 0
+	// What fxApp.Run does, with the failures logged by logFailure.
+	startCtx, cancel := context.WithTimeout(context.Background(), fxApp.StartTimeout())
+	err = fxApp.Start(startCtx) // on error fx has already stopped what started
+	cancel()
+	if err != nil {
+		logFailure(logger, "realtime failed to start", err)
+		return 1
+	}
+	sig := <-fxApp.Wait() // SIGINT/SIGTERM or a Shutdowner
+	logger.Info("realtime stopping", "signal", sig.Signal)
+	stopCtx, cancel := context.WithTimeout(context.Background(), fxApp.StopTimeout())
+	defer cancel()
+	if err := fxApp.Stop(stopCtx); err != nil {
+		logFailure(logger, "realtime did not stop cleanly", err)
+		return 1
+	}
+	return sig.ExitCode
+}
+
+// logFailure logs err's root cause at error level (for a constructor's or a
+// hook's failure, the error it returned, e.g. "plugin "x": not a built-in
+// plugin ..."), then fx's whole dependency chain at debug when it says more.
+func logFailure(logger *slog.Logger, msg string, err error) {
+	cause := dig.RootCause(err)
+	logger.Error(msg, "err", cause)
+	if cause.Error() != err.Error() {
+		logger.Debug(msg+" (the whole fx error)", "err", err)
+	}
 }
 
 func token(args []string, stdout, stderr io.Writer) int {
 	var user string
 	var ttl time.Duration
-	cfg, _, err := loadConfig("token", args, stderr, func(fs *pflag.FlagSet) {
+	cfg, _, err := loadConfig(command{name: "token", synopsis: "realtime token --user ID [flags]"}, args, stderr, func(fs *pflag.FlagSet) {
 		fs.StringVar(&user, "user", "", "user id to put in x-hasura-user-id (required)")
 		fs.DurationVar(&ttl, "ttl", 12*time.Hour, "token lifetime")
 	})
 	if err != nil {
+		if errors.Is(err, pflag.ErrHelp) {
+			return 0
+		}
 		fmt.Fprintf(stderr, "realtime token: %v\n", err)
 		return 2
 	}
@@ -112,13 +172,23 @@ func token(args []string, stdout, stderr io.Writer) int {
 	return 0
 }
 
+const configUsage = "usage: realtime config check [--config PATH] [--set key=value] (realtime config check --help lists every flag)\n"
+
 func configCmd(args []string, stdout, stderr io.Writer) int {
+	if len(args) > 0 && (args[0] == "-h" || args[0] == "--help" || args[0] == "help") {
+		fmt.Fprint(stdout, configUsage)
+		return 0
+	}
 	if len(args) == 0 || args[0] != "check" {
-		fmt.Fprintln(stderr, "usage: realtime config check [--config PATH] [--set key=value]")
+		fmt.Fprint(stderr, configUsage)
 		return 2
 	}
-	cfg, _, err := loadConfig("config check", args[1:], stderr, nil)
+	// The plugin lookup makes check refuse what serve's plugin host would.
+	cfg, _, err := loadConfig(command{name: "config check", synopsis: "realtime config check [flags]", builtinCheck: true}, args[1:], stderr, nil)
 	if err != nil {
+		if errors.Is(err, pflag.ErrHelp) {
+			return 0
+		}
 		fmt.Fprintf(stderr, "config invalid: %v\n", err)
 		return 1
 	}
@@ -134,10 +204,13 @@ func configCmd(args []string, stdout, stderr io.Writer) int {
 
 func pluginsCmd(args []string, stdout, stderr io.Writer) int {
 	var asJSON bool
-	cfg, _, err := loadConfig("plugins", args, stderr, func(fs *pflag.FlagSet) {
+	cfg, _, err := loadConfig(command{name: "plugins", synopsis: "realtime plugins [--json] [flags]"}, args, stderr, func(fs *pflag.FlagSet) {
 		fs.BoolVar(&asJSON, "json", false, "print JSON")
 	})
 	if err != nil {
+		if errors.Is(err, pflag.ErrHelp) {
+			return 0
+		}
 		fmt.Fprintf(stderr, "realtime plugins: %v\n", err)
 		return 1
 	}

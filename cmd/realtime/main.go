@@ -5,7 +5,8 @@
 //	realtime token --user ID    print a token the running service accepts (dev mode / TEST_JWKS)
 //	realtime config check       print the effective config (secrets redacted); exit 1 if invalid
 //	realtime plugins            list the known plugins, which are enabled, and what each declares
-//	realtime bench SCENARIO     measure a loopback server (connect, presence, chat, plugin, all)
+//	realtime bench SCENARIO     measure a loopback server (connect, presence, chat, coldchat, plugin, all)
+//	realtime help [COMMAND]     list the commands, or one command's flags
 //
 // When the host re-executes itself to serve a built-in plugin, main hands over
 // to the plugin before anything else runs.
@@ -28,8 +29,16 @@ func main() {
 
 func run(args []string, stdout, stderr io.Writer) int {
 	cmd := "serve"
-	if len(args) > 0 && len(args[0]) > 0 && args[0][0] != '-' {
-		cmd, args = args[0], args[1:]
+	if len(args) > 0 {
+		switch a := args[0]; {
+		case a == "-h" || a == "--help":
+			// Checked before the flags that mean serve: top-level help
+			// lists the commands; "realtime serve --help" lists serve's flags.
+			fmt.Fprint(stdout, usage)
+			return 0
+		case a != "" && a[0] != '-':
+			cmd, args = a, args[1:]
+		}
 	}
 	switch cmd {
 	case "serve":
@@ -42,7 +51,10 @@ func run(args []string, stdout, stderr io.Writer) int {
 		return pluginsCmd(args, stdout, stderr)
 	case "bench":
 		return benchCmd(args, stdout, stderr)
-	case "help", "-h", "--help":
+	case "help":
+		if len(args) > 0 && args[0] != "help" { // realtime help COMMAND
+			return run([]string{args[0], "--help"}, stdout, stderr)
+		}
 		fmt.Fprint(stdout, usage)
 		return 0
 	}
@@ -55,9 +67,10 @@ const usage = `Usage:
   realtime token --user ID         print a token the service accepts (dev mode or TEST_JWKS)
   realtime config check [flags]    print the effective config, secrets redacted; exit 1 if invalid
   realtime plugins [flags]         list known plugins, which are enabled, and what each declares
-  realtime bench SCENARIO [flags]  load a loopback server: connect, presence, chat, plugin, all (--help)
+  realtime bench SCENARIO [flags]  load a loopback server: connect, presence, chat, coldchat, plugin, all
+  realtime help [COMMAND]          this help, or a command's flags (same as realtime COMMAND --help)
 
-Common flags:
+Common flags (realtime serve --help lists them all):
   --config PATH      config file (default ./config.yaml when present)
   --port N           listen port (env PORT, default 3002)
   --set key=value    set any config key (repeatable)

@@ -43,6 +43,11 @@ type LoadOptions struct {
 	// nil. Only flags that the user set override the other layers; flags
 	// that AddFlags did not define are ignored.
 	Flags *pflag.FlagSet
+	// BuiltinPlugins, when non-nil, lists the plugins built into the binary
+	// (sdk.Registered()); Load then also fails for an enabled plugin that is
+	// neither among them nor given a path, as the plugin host would at
+	// start. Nil skips that check: this package cannot know the registry.
+	BuiltinPlugins []string
 }
 
 // envVar maps one variable of the original Node service to a key.
@@ -249,7 +254,7 @@ func Load(opts LoadOptions) (*Config, error) {
 		}
 	}
 
-	if err := cfg.validate(ld.origin); err != nil {
+	if err := cfg.validate(ld.origin, opts.BuiltinPlugins); err != nil {
 		return nil, err
 	}
 	return cfg, nil

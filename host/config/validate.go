@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"net/url"
+	"slices"
 	"sort"
 	"strings"
 	"time"
@@ -73,10 +74,13 @@ func (p *problems) url(key, raw string, schemes ...string) {
 // Validate checks every value and returns all problems joined, each a
 // *KeyError naming its key.
 func (c *Config) Validate() error {
-	return c.validate(nil)
+	return c.validate(nil, nil)
 }
 
-func (c *Config) validate(origin map[string]string) error {
+// validate checks every value; origin maps keys to where their values came
+// from. builtin, when non-nil, lists the built-in plugins (see
+// LoadOptions.BuiltinPlugins).
+func (c *Config) validate(origin map[string]string, builtin []string) error {
 	p := &problems{origin: origin}
 
 	p.port("port", c.Port)
@@ -182,6 +186,17 @@ func (c *Config) validate(origin map[string]string) error {
 			continue
 		}
 		p.oneOf("plugins."+name+".mode", pc.Mode, "", "subprocess", "inprocess")
+		// A plugin with a path is an executable of its own: it can only run
+		// as a subprocess (the plugin host refuses it at start otherwise).
+		if pc.Path != "" && pc.Mode == "inprocess" {
+			p.add("plugins."+name+".mode", `must be "subprocess" for a plugin with a path (plugins.%s.path = %q), got "inprocess"`, name, pc.Path)
+		}
+		if builtin != nil && pc.Enabled && pc.Path == "" && !slices.Contains(builtin, name) {
+			// The source shown is where the plugin was enabled.
+			p.errs = append(p.errs, &KeyError{Key: "plugins." + name, Source: p.origin["plugins."+name+".enabled"], Err: ErrInvalid,
+				Problem: fmt.Sprintf("is enabled but is not a built-in plugin (built-ins: %s) and has no path; set plugins.%s.path, or plugins.%s.enabled=false",
+					strings.Join(builtin, ", "), name, name)})
+		}
 	}
 
 	return errors.Join(p.errs...)
