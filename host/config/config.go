@@ -108,6 +108,10 @@ type RedisConfig struct {
 	HeartbeatInterval time.Duration `koanf:"heartbeat_interval"`
 	// InstanceTTL is after how long without a heartbeat an instance is dead.
 	InstanceTTL time.Duration `koanf:"instance_ttl"`
+	// TLSInsecureSkipVerify turns off the check of the server's certificate
+	// for rediss:// URLs (Heroku Redis serves a self-signed one); it is
+	// ignored for other URLs.
+	TLSInsecureSkipVerify bool `koanf:"tls_insecure_skip_verify"`
 }
 
 // BusConfig configures the message bus.

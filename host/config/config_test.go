@@ -375,6 +375,9 @@ func TestBadValues(t *testing.T) {
 		{name: "bus port", env: []string{"RT_BUS__PORT=-1"}, key: "bus.port"},
 		{name: "max payload", env: []string{"RT_SOCKETIO__MAX_PAYLOAD=1MB"}, key: "socketio.max_payload"},
 		{name: "bool", env: []string{"RT_DIRECTORY__GRAPHQL_SECURE=sometimes"}, key: "directory.graphql_secure"},
+		{name: "plugin path inprocess", file: "plugins:\n  ext:\n    path: /opt/ext\n    mode: inprocess\n", key: "plugins.ext.mode",
+			wants: []string{`must be "subprocess" for a plugin with a path`, "/opt/ext", "config.yaml"}},
+		{name: "redis tls skip verify", env: []string{"RT_REDIS__TLS_INSECURE_SKIP_VERIFY=perhaps"}, key: "redis.tls_insecure_skip_verify"},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -408,6 +411,64 @@ func TestBadValues(t *testing.T) {
 				t.Errorf("error %q shows a password", err)
 			}
 		})
+	}
+}
+
+// TestBuiltinPlugins checks LoadOptions.BuiltinPlugins: an enabled plugin
+// that is neither built in nor given a path fails, naming plugins.<name> and
+// where it was enabled; a disabled one, one with a path, or a nil list pass.
+func TestBuiltinPlugins(t *testing.T) {
+	builtin := []string{"chat", "presence"}
+	environ := []string{}
+	only := func(extra ...string) []string {
+		// Disable the default plugins that are not in builtin.
+		env := []string{}
+		for _, n := range []string{"admin", "analytics", "handraise", "push", "echo"} {
+			env = append(env, "RT_PLUGINS__"+strings.ToUpper(n)+"__ENABLED=false")
+		}
+		return append(env, extra...)
+	}
+	if _, err := Load(LoadOptions{Environ: only(), BuiltinPlugins: builtin}); err != nil {
+		t.Fatalf("only built-ins enabled: %v", err)
+	}
+	_, err := Load(LoadOptions{Environ: only("RT_PLUGINS__NOPE__ENABLED=true"), BuiltinPlugins: builtin})
+	var ke *KeyError
+	if err == nil || !errors.As(err, &ke) || ke.Key != "plugins.nope" || !errors.Is(err, ErrInvalid) {
+		t.Fatalf("unknown enabled plugin: err = %v, want a *KeyError for plugins.nope", err)
+	}
+	for _, w := range []string{"config: plugins.nope:", "not a built-in plugin (built-ins: chat, presence)", "env RT_PLUGINS__NOPE__ENABLED"} {
+		if !strings.Contains(err.Error(), w) {
+			t.Errorf("error %q does not contain %q", err, w)
+		}
+	}
+	// The default config enables admin etc.: each one not in the list fails.
+	_, err = Load(LoadOptions{Environ: environ, BuiltinPlugins: builtin})
+	if err == nil || !strings.Contains(err.Error(), "plugins.admin:") || !strings.Contains(err.Error(), "plugins.push:") {
+		t.Errorf("defaults with a short built-in list: err = %v", err)
+	}
+	for name, env := range map[string][]string{
+		"disabled":     only("RT_PLUGINS__NOPE__ENABLED=false"),
+		"with a path":  only("RT_PLUGINS__NOPE__ENABLED=true", "RT_PLUGINS__NOPE__PATH=/opt/nope"),
+		"nil list":     {"RT_PLUGINS__NOPE__ENABLED=true"},
+		"empty config": environ,
+	} {
+		list := builtin
+		if name == "nil list" || name == "empty config" {
+			list = nil
+		}
+		if _, err := Load(LoadOptions{Environ: env, BuiltinPlugins: list}); err != nil {
+			t.Errorf("%s: %v", name, err)
+		}
+	}
+}
+
+func TestRedisTLSInsecureSkipVerify(t *testing.T) {
+	if c := mustLoad(t, LoadOptions{Environ: []string{}}); c.Redis.TLSInsecureSkipVerify {
+		t.Error("redis.tls_insecure_skip_verify defaults to true")
+	}
+	c := mustLoad(t, LoadOptions{Environ: []string{"RT_REDIS__TLS_INSECURE_SKIP_VERIFY=true"}})
+	if !c.Redis.TLSInsecureSkipVerify {
+		t.Error("RT_REDIS__TLS_INSECURE_SKIP_VERIFY=true did not set redis.tls_insecure_skip_verify")
 	}
 }
 

@@ -375,7 +375,14 @@ func TestMetrics(t *testing.T) {
 // startRedis runs a throwaway redis-server on port and waits until it answers.
 func startRedis(t *testing.T, bin string, port int) *exec.Cmd {
 	t.Helper()
-	cmd := exec.Command(bin, "--port", strconv.Itoa(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no")
+	return startRedisArgs(t, bin, port, "--port", strconv.Itoa(port))
+}
+
+// startRedisArgs starts redis-server with args and waits until port accepts
+// TCP connections.
+func startRedisArgs(t *testing.T, bin string, port int, args ...string) *exec.Cmd {
+	t.Helper()
+	cmd := exec.Command(bin, append([]string{"--bind", "127.0.0.1", "--save", "", "--appendonly", "no"}, args...)...)
 	if err := cmd.Start(); err != nil {
 		t.Fatalf("start redis-server: %v", err)
 	}
