@@ -47,7 +47,9 @@ func hostProvided(cfg *config.Config) map[string]map[string]any {
 			// Notifications go through the push plugin when it runs.
 			"web_push": cfg.Plugins["push"].Enabled,
 		}),
-		"handraise": {"event_secret": cfg.Secrets.Event},
+		// With Hasura, accept makes the person a participant of the event
+		// and broadcasts it, as the original did (handraise doc.go).
+		"handraise": with(hasura, map[string]any{"event_secret": cfg.Secrets.Event}),
 		"push":      with(hasura, map[string]any{"event_secret": cfg.Secrets.Event}),
 		"analytics": hasura,
 	}

@@ -11,24 +11,7 @@ import (
 // original's deployment), chat writes messages back to it unless told not
 // to; on the embedded defaults it does not.
 func TestChatWritebackFollowsDirectory(t *testing.T) {
-	chatConfig := func(t *testing.T, env ...string) map[string]any {
-		t.Helper()
-		cfg, err := config.Load(config.LoadOptions{File: "", Environ: env, Flags: nil})
-		if err != nil {
-			t.Fatal(err)
-		}
-		raw, err := pluginConfigJSON(cfg)("chat")
-		if err != nil {
-			t.Fatal(err)
-		}
-		m := map[string]any{}
-		if len(raw) > 0 {
-			if err := json.Unmarshal(raw, &m); err != nil {
-				t.Fatal(err)
-			}
-		}
-		return m
-	}
+	chatConfig := func(t *testing.T, env ...string) map[string]any { return pluginConfig(t, "chat", env...) }
 	hasura := []string{"GRAPHQL_API_DOMAIN=hasura.example:8080", "HASURA_ADMIN_SECRET=s"}
 	if m := chatConfig(t, hasura...); m["writeback"] != true || m["graphql_url"] != "https://hasura.example:8080/v1/graphql" {
 		t.Errorf("hasura directory: chat config = %v, want writeback true with the GraphQL URL", m)
@@ -38,5 +21,39 @@ func TestChatWritebackFollowsDirectory(t *testing.T) {
 	}
 	if m := chatConfig(t); m["writeback"] != nil {
 		t.Errorf("static directory: chat config = %v, want no writeback", m)
+	}
+}
+
+// pluginConfig is the config JSON the host hands plugin name, decoded.
+func pluginConfig(t *testing.T, name string, env ...string) map[string]any {
+	t.Helper()
+	cfg, err := config.Load(config.LoadOptions{File: "", Environ: env, Flags: nil})
+	if err != nil {
+		t.Fatal(err)
+	}
+	raw, err := pluginConfigJSON(cfg)(name)
+	if err != nil {
+		t.Fatal(err)
+	}
+	m := map[string]any{}
+	if len(raw) > 0 {
+		if err := json.Unmarshal(raw, &m); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return m
+}
+
+// TestHandraiseGetsHasura: with Hasura as the directory, hand-raise accept
+// upserts the participant as the original did, so the plugin gets the
+// GraphQL URL and secret; without it, only the event secret.
+func TestHandraiseGetsHasura(t *testing.T) {
+	m := pluginConfig(t, "handraise", "GRAPHQL_API_DOMAIN=hasura.example:8080", "HASURA_ADMIN_SECRET=s", "EVENT_SECRET=e")
+	if m["graphql_url"] != "https://hasura.example:8080/v1/graphql" || m["admin_secret"] != "s" || m["event_secret"] != "e" {
+		t.Errorf("hasura directory: handraise config = %v, want the GraphQL URL, admin and event secrets", m)
+	}
+	m = pluginConfig(t, "handraise", "EVENT_SECRET=e")
+	if _, ok := m["graphql_url"]; ok || m["event_secret"] != "e" {
+		t.Errorf("static directory: handraise config = %v, want only the event secret", m)
 	}
 }
