@@ -68,9 +68,9 @@
 // # Accept and Hasura
 //
 // Without graphql_url (the static directory: the host injects graphql_url
-// and admin_secret only when Hasura is the directory) accept removes the hand and broadcasts accepted with
-// eventPerson null; making the person a participant of the event is left to
-// the chair's UI. With graphql_url (and admin_secret), accept does what the
+// and admin_secret only when Hasura is the directory) accept removes the
+// hand and broadcasts accepted with eventPerson null; making the person a
+// participant of the event is left to the chair's UI. With graphql_url (and admin_secret), accept does what the
 // original did, best effort against the 2021 schema: it reads the event's
 // conferenceId (schedule_Event_by_pk), looks up the target's
 // collection_ProgramPerson and registrant_Registrant in that conference, and
