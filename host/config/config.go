@@ -181,6 +181,12 @@ type PluginConfig struct {
 	Mode string `koanf:"mode"`
 	// Path is the executable of a plugin that is not built in.
 	Path string `koanf:"path"`
+	// TLS turns on go-plugin's AutoMTLS between the host and this plugin's
+	// process (subprocess mode only). Off by default: the sockets sit in a
+	// directory only the host's user can enter, which already keeps other
+	// users out (see host/pluginhost's package doc); TLS adds encryption and
+	// certificate authentication per message at a CPU cost.
+	TLS bool `koanf:"tls"`
 	// Config is handed to the plugin as JSON (see Config.PluginConfigJSON). It
 	// is free-form: the host checks no key under it.
 	Config map[string]any `koanf:"config"`

@@ -837,3 +837,49 @@ func TestFormatDuration(t *testing.T) {
 		}
 	}
 }
+
+// TestPluginTLS checks plugins.<name>.tls: off by default, set from a file,
+// the environment or --set, and refused with mode inprocess.
+func TestPluginTLS(t *testing.T) {
+	def := mustLoad(t, LoadOptions{})
+	for name, p := range def.Plugins {
+		if p.TLS {
+			t.Errorf("plugins.%s.tls is on by default", name)
+		}
+	}
+
+	path := writeYAML(t, "plugins:\n  presence:\n    tls: true\n")
+	c := mustLoad(t, LoadOptions{
+		File:    path,
+		Environ: []string{"RT_PLUGINS__CHAT__TLS=true"},
+		Flags:   flags(t, "--set", "plugins.admin.tls=true"),
+	})
+	for _, name := range []string{"presence", "chat", "admin"} {
+		if !c.Plugins[name].TLS {
+			t.Errorf("plugins.%s.tls = false, want true", name)
+		}
+	}
+	if c.Plugins["push"].TLS {
+		t.Error("plugins.push.tls = true, want false (not set)")
+	}
+
+	_, err := Load(LoadOptions{
+		Environ: []string{"RT_PLUGINS__CHAT__MODE=inprocess", "RT_PLUGINS__CHAT__TLS=true"},
+	})
+	var ke *KeyError
+	if !errors.As(err, &ke) || ke.Key != "plugins.chat.tls" || !errors.Is(err, ErrInvalid) ||
+		!strings.Contains(err.Error(), "inprocess") || !strings.Contains(err.Error(), "env RT_PLUGINS__CHAT__TLS") {
+		t.Errorf("tls with inprocess: err = %v, want a KeyError for plugins.chat.tls from env RT_PLUGINS__CHAT__TLS", err)
+	}
+
+	// A hand-built Config: mode "" is subprocess, so tls is fine there.
+	hand := *def
+	hand.Plugins = map[string]PluginConfig{
+		"a": {Enabled: true, TLS: true},
+		"b": {Enabled: true, Mode: "inprocess", TLS: true},
+	}
+	err = hand.Validate()
+	if !errors.As(err, &ke) || ke.Key != "plugins.b.tls" || strings.Contains(err.Error(), "plugins.a.") {
+		t.Errorf("Validate: err = %v, want only plugins.b.tls", err)
+	}
+}

@@ -91,7 +91,7 @@ func walkSchema(t reflect.Type, prefix string, s *schema) {
 }
 
 // pluginFields are the keys of one plugins.<name> entry besides config.
-var pluginFields = map[string]bool{"enabled": true, "mode": true, "path": true}
+var pluginFields = map[string]bool{"enabled": true, "mode": true, "path": true, "tls": true}
 
 // isPluginConfigKey reports whether key is plugins.<name>.config or below it.
 func isPluginConfigKey(key string) bool {

@@ -191,6 +191,11 @@ func (c *Config) validate(origin map[string]string, builtin []string) error {
 		if pc.Path != "" && pc.Mode == "inprocess" {
 			p.add("plugins."+name+".mode", `must be "subprocess" for a plugin with a path (plugins.%s.path = %q), got "inprocess"`, name, pc.Path)
 		}
+		// TLS is between the host and a plugin process; an in-process
+		// plugin has no connection to protect, so asking for it is a mistake.
+		if pc.TLS && pc.Mode == "inprocess" {
+			p.add("plugins."+name+".tls", `is only meaningful for mode "subprocess", but plugins.%s.mode is "inprocess"`, name)
+		}
 		if builtin != nil && pc.Enabled && pc.Path == "" && !slices.Contains(builtin, name) {
 			// The source shown is where the plugin was enabled.
 			p.errs = append(p.errs, &KeyError{Key: "plugins." + name, Source: p.origin["plugins."+name+".enabled"], Err: ErrInvalid,

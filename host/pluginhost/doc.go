@@ -20,12 +20,13 @@
 // re-executed with RT_PLUGIN_SERVE=<name>; the binary's main (and TestMain of
 // tests that start plugins) must call sdk.ServeBuiltinIfRequested first. An
 // external plugin is the executable at plugins.<name>.path. Either way the
-// process is started through go-plugin with: gRPC only, no TLS (see below),
-// a 10 s start timeout, a fresh exec.Cmd and go-plugin client for every start
-// (go-plugin#306), and SkipHostEnv: the plugin's environment is only
-// PATH, HOME, TMPDIR, GOCOVERDIR, LANG and RT_PLUGIN_SERVE (plus go-plugin's
-// handshake variables and PLUGIN_UNIX_SOCKET_DIR), so plugins never see the
-// host's secrets. The plugin's hclog output is re-logged through the Services
+// process is started through go-plugin with: gRPC only, no TLS unless
+// plugins.<name>.tls (see below), a 10 s start timeout, a fresh exec.Cmd and
+// go-plugin client for every start (go-plugin#306), and SkipHostEnv: the
+// plugin's environment is only PATH, HOME, TMPDIR, GOCOVERDIR, LANG and
+// RT_PLUGIN_SERVE (plus go-plugin's handshake variables,
+// PLUGIN_UNIX_SOCKET_DIR and, with TLS, PLUGIN_CLIENT_CERT), so plugins
+// never see the host's secrets. The plugin's hclog output is re-logged through the Services
 // logger with plugin=<name> at its own level; go-plugin's stdio chatter is
 // dropped.
 //
@@ -59,12 +60,16 @@
 // processes of one user protects nothing they cannot take anyway; a process
 // of another user (a compromised service next to this one) gets EACCES.
 // The handshake cookie stays: it only keeps the binary from being served by
-// accident. What this gives up is go-plugin's AutoMTLS, which
-// encrypted and authenticated every message (~6 % of host CPU in the
-// presence benchmark, plus the same in each plugin, plus a copy per hop);
-// sdk.LaunchConfig.TLS turns it back on for a caller that wants it (no
-// configuration key does). $TMPDIR must be at most sdk.MaxSocketDirLen
-// (69) bytes long: unix socket paths are limited to 107.
+// accident. What this gives up by default is go-plugin's AutoMTLS, which
+// encrypts and authenticates every message (~6 % of host CPU in the
+// presence benchmark, plus the same in each plugin, plus a copy per hop).
+// plugins.<name>.tls=true turns it back on for one subprocess plugin (and
+// its restarts): both sockets, still in the private directory, then carry
+// TLS with throwaway certificates by which each end authenticates the other,
+// for deployments that do not want to rely on the directory's permissions
+// alone; it costs (BENCHMARKS.md) a plugin call p50 of 127-133 µs instead of
+// 101-105 µs and 14 % of the 32-socket throughput. $TMPDIR must be at most
+// sdk.MaxSocketDirLen (69) bytes long: unix socket paths are limited to 107.
 //
 // # Supervision
 //

@@ -48,6 +48,7 @@ type instance struct {
 	mode    string
 	builtin string // registered name to re-exec with ("" for external)
 	path    string // external binary
+	tls     bool   // AutoMTLS with the process (config plugins.<name>.tls)
 	factory func() sdk.Plugin
 	config  json.RawMessage
 
@@ -120,6 +121,7 @@ func (in *instance) launch(ctx context.Context) (*launched, error) {
 			Output:       &lineLogger{l: in.host.logger, level: slog.LevelInfo, msg: "plugin output"},
 			StartTimeout: sdk.DefaultStartTimeout,
 			SocketDir:    in.m.sockDir(),
+			TLS:          in.tls,
 		})
 		if err != nil {
 			return nil, err

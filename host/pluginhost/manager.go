@@ -128,7 +128,12 @@ func (m *Manager) newInstance(name string, pc config.PluginConfig) (*instance, e
 	if mode != ModeSubprocess && mode != ModeInProcess {
 		return nil, fmt.Errorf("plugin %q: mode %q: want %q or %q", name, pc.Mode, ModeSubprocess, ModeInProcess)
 	}
-	in := &instance{name: name, mode: mode, m: m, state: StateStopped, config: json.RawMessage("{}")}
+	if pc.TLS && mode == ModeInProcess {
+		// config.Validate refuses this too; a hand-built map must not get
+		// a silently ignored TLS.
+		return nil, fmt.Errorf("plugin %q: tls is only for mode %q, not %q", name, ModeSubprocess, ModeInProcess)
+	}
+	in := &instance{name: name, mode: mode, tls: pc.TLS, m: m, state: StateStopped, config: json.RawMessage("{}")}
 	in.logger = m.logger.With("plugin", name)
 	// The plugin's own logs (Host.Logger in-process; hclog lines on a
 	// subprocess's stderr) go to the host app's logger.

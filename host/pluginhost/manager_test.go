@@ -111,6 +111,7 @@ func TestNewRejectsBadConfig(t *testing.T) {
 		{"unknown plugin", map[string]config.PluginConfig{"nosuch": {Enabled: true}}, `plugin "nosuch": not a built-in`},
 		{"bad mode", map[string]config.PluginConfig{"ptest": {Enabled: true, Mode: "thread"}}, `plugin "ptest": mode "thread"`},
 		{"inprocess with path", map[string]config.PluginConfig{"x": {Enabled: true, Mode: "inprocess", Path: "/bin/x"}}, `plugin "x": a plugin with a path`},
+		{"inprocess with tls", map[string]config.PluginConfig{"ptest": {Enabled: true, Mode: "inprocess", TLS: true}}, `plugin "ptest": tls is only for mode "subprocess"`},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
