@@ -106,14 +106,26 @@
 // the sender's, resolved to users, minus users with a live socket listening to
 // the chat (chat:chat.<chatId>.listeners, whose entries count only while their
 // socket's chat:socket.<id>.chats key exists; stale ones are removed), gets
-// notification{title, description, chatId, linkURL?, subtitle?}. Simplified
-// from the original, which read the conference and chat from Hasura:
-// title is "New message|answer|question|emote" without the conference short
-// name; description is the message text; linkURL is
-// /conference/<slug>/chat/<chatId> with the SENDER socket's first conference
-// slug (omitted when it has none); subtitle is "from <sender display name>"
-// when the sender is known (the original used "in <chat title>" for non-DM
-// chats). Web Push is not implemented: notifications always go to sockets.
+// notification{title, description, chatId, linkURL?, subtitle?}, built as the
+// original from Directory.ChatDetails (Hasura: the cached ChatInfo): title is
+// "<conference short name>: New message|answer|question|emote" (the prefix
+// omitted without a short name); description is the message text; linkURL
+// is /conference/<chat's conference slug>/chat/<chatId>; subtitle is "from
+// <sender display name>" when the chat's first room is a DM and the sender
+// is known, else "in <first item's title, else first room's name, else
+// 'Unknown chat'>". When the details are unavailable (the static
+// directory, which knows no chats; a directory error; an unknown chat; a
+// host older than ChatDetails) the plugin falls back to what it knows: title without
+// prefix, linkURL with the SENDER socket's first conference slug (omitted
+// when it has none), subtitle "from <sender display name>" when the sender is
+// known. The details are only looked up when someone is to be notified.
+//
+// Delivery: with web_push on (the host sets it when the push plugin is
+// enabled) each notification is published to the push plugin's exchange
+// "notifications" (plugins/push), which uses Web Push for users with
+// subscriptions and the notification event on their sockets for the others
+// (§4.3.7); with web_push off it is emitted to chat:chat.<userId> directly.
+// Flagged-message notifications travel the same way.
 //
 // # HTTP webhooks (Hasura event triggers)
 //
@@ -203,6 +215,8 @@
 //	writeback           bool      false; consume the writeback queues and write to Hasura
 //	graphql_url         string    Hasura GraphQL URL (required with writeback)
 //	admin_secret        string    Hasura admin secret for the writeback
+//	web_push            bool      false; send notifications through the push plugin (the host
+//	                              sets it when plugins.push is enabled)
 //	writeback_batch_max   int       100; most writeback rows per GraphQL request, [1, 1000]
 //	writeback_batch_wait  duration  "50ms"; how long a writeback batch waits to fill, [0, 10s]
 //

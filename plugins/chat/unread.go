@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"strconv"
 
 	"github.com/clowdr/realtime/plugins/push"
@@ -219,6 +220,9 @@ func typeWord(t string) string {
 		return "question"
 	case "EMOTE":
 		return "emote"
+	case "DUPLICATION_MARKER":
+		// Never reached today (markers get no notification), kept as §6.2.
+		return "event"
 	}
 	return "message"
 }
@@ -250,23 +254,84 @@ func (p *Plugin) notifySubscribers(ctx context.Context, f followUp) {
 		p.log.Error("chat: list listeners", "chat", f.chatID, "err", err)
 		return
 	}
-	n := Notification{Title: "New " + typeWord(f.typ), Description: f.text, ChatID: f.chatID}
-	if f.slug != "" {
-		n.LinkURL = "/conference/" + f.slug + "/chat/" + f.chatID
+	users = slices.DeleteFunc(users, func(uid string) bool { return listening[uid] })
+	if len(users) == 0 {
+		return // spare the directory lookups
 	}
-	if f.senderID != "" {
-		if r, found, err := p.host.Directory().Registrant(ctx, f.senderID); err == nil && found && r.DisplayName != "" {
-			n.Subtitle = "from " + r.DisplayName
-		}
-	}
+	n := p.notification(ctx, f)
 	for _, uid := range users {
-		if listening[uid] {
-			continue
-		}
 		if err := p.notify(ctx, uid, n); err != nil {
 			p.log.Error("chat: notification", "user", uid, "err", err)
 		}
 	}
+}
+
+// notification builds the notification of a new message (§6.2). With the
+// chat's details (Directory.ChatDetails) it is the original's:
+//
+//	title     "<conference short name>: New <type>" ("<short name>: " omitted when empty)
+//	linkURL   /conference/<chat's conference slug>/chat/<chatId>
+//	subtitle  "from <sender display name>" when the chat's first room is a DM
+//	          and the sender is known, else "in <chat title or 'Unknown chat'>"
+//
+// Without them (a directory error, an unknown chat, or a host that predates
+// ChatDetails) it falls back to what the plugin knows itself: title
+// "New <type>", linkURL with the sender socket's first conference slug
+// (omitted without one), subtitle "from <sender>" when the sender is known.
+func (p *Plugin) notification(ctx context.Context, f followUp) Notification {
+	n := Notification{Title: "New " + typeWord(f.typ), Description: f.text, ChatID: f.chatID}
+	d, found, err := p.host.Directory().ChatDetails(ctx, f.chatID)
+	if err != nil {
+		p.log.Warn("chat: chat details unavailable; notification without them", "chat", f.chatID, "err", err)
+	}
+	if err != nil || !found {
+		if f.slug != "" {
+			n.LinkURL = "/conference/" + f.slug + "/chat/" + f.chatID
+		}
+		if name := p.senderName(ctx, f.senderID); name != "" {
+			n.Subtitle = "from " + name
+		}
+		return n
+	}
+	if d.ConferenceShortName != "" {
+		n.Title = d.ConferenceShortName + ": " + n.Title
+	}
+	slug := d.ConferenceSlug
+	if slug == "" {
+		slug = f.slug
+	}
+	if slug != "" {
+		n.LinkURL = "/conference/" + slug + "/chat/" + f.chatID
+	}
+	if d.IsDM {
+		if name := p.senderName(ctx, f.senderID); name != "" {
+			n.Subtitle = "from " + name
+			return n
+		}
+	}
+	title := d.Title
+	if title == "" {
+		title = "Unknown chat"
+	}
+	n.Subtitle = "in " + title
+	return n
+}
+
+// senderName is the display name of the sender registrant, "" when there is
+// none or it can't be resolved (a failed lookup is logged).
+func (p *Plugin) senderName(ctx context.Context, senderID string) string {
+	if senderID == "" {
+		return ""
+	}
+	r, found, err := p.host.Directory().Registrant(ctx, senderID)
+	if err != nil {
+		p.log.Warn("chat: resolve sender for notification", "registrant", senderID, "err", err)
+		return ""
+	}
+	if !found {
+		return ""
+	}
+	return r.DisplayName
 }
 
 // notify sends a notification to a user: through the push plugin when

@@ -24,12 +24,21 @@ const (
 	dirRegistrant      = "Registrant"
 	dirCanAccessEvent  = "CanAccessEvent"
 	dirIsEventChair    = "IsEventChair"
+	// dirChatDetails was added after the others: a host without it answers
+	// Unimplemented, which the plugin sees as an error.
+	dirChatDetails = "ChatDetails"
 )
 
 // registrantResult is the JSON result of Directory "Registrant".
 type registrantResult struct {
 	Registrant Registrant `json:"registrant"`
 	Found      bool       `json:"found"`
+}
+
+// chatDetailsResult is the JSON result of Directory "ChatDetails".
+type chatDetailsResult struct {
+	Details ChatDetails `json:"details"`
+	Found   bool        `json:"found"`
 }
 
 // ---- host side ----
@@ -161,6 +170,13 @@ func callDirectory(ctx context.Context, dir Directory, method string, raw []byte
 			return nil, err
 		}
 		res, err = dir.IsEventChair(ctx, s, a)
+	case dirChatDetails:
+		if err := decodeArgs(method, raw, &a); err != nil {
+			return nil, err
+		}
+		var r chatDetailsResult
+		r.Details, r.Found, err = dir.ChatDetails(ctx, a)
+		res = r
 	default:
 		return nil, status.Errorf(codes.Unimplemented, "directory: unknown method %q", method)
 	}
@@ -321,6 +337,12 @@ func (d remoteDirectory) CanAccessEvent(ctx context.Context, s Socket, eventID s
 func (d remoteDirectory) IsEventChair(ctx context.Context, s Socket, eventID string) (ok bool, err error) {
 	err = d.call(ctx, dirIsEventChair, &ok, s, eventID)
 	return ok, err
+}
+
+func (d remoteDirectory) ChatDetails(ctx context.Context, chatID string) (ChatDetails, bool, error) {
+	var r chatDetailsResult
+	err := d.call(ctx, dirChatDetails, &r, chatID)
+	return r.Details, r.Found, err
 }
 
 // deliverySeqKey marks the ctx of an OnDelivery call with the delivery's

@@ -101,6 +101,24 @@ type Directory interface {
 	CanAccessEvent(ctx context.Context, s Socket, eventID string) (bool, error)
 	// IsEventChair reports whether the user may accept or reject raised hands.
 	IsEventChair(ctx context.Context, s Socket, eventID string) (bool, error)
+	// ChatDetails describes a chat for its notifications (§6.2); found is
+	// false when the chat is unknown. A subprocess plugin talking to a host
+	// older than this method gets an error (the host answers Unimplemented),
+	// so callers treat an error as "details unavailable".
+	ChatDetails(ctx context.Context, chatID string) (d ChatDetails, found bool, err error)
+}
+
+// ChatDetails is what a chat notification shows about the chat (§6.2).
+type ChatDetails struct {
+	// ConferenceSlug is the slug of the chat's conference (for linkURL).
+	ConferenceSlug string `json:"conferenceSlug"`
+	// ConferenceShortName prefixes the title ("" for none).
+	ConferenceShortName string `json:"conferenceShortName,omitempty"`
+	// Title is the chat's name: its first item's title, else its first
+	// room's name; "" when it has neither (shown as "Unknown chat").
+	Title string `json:"title,omitempty"`
+	// IsDM is true when the chat's first room is a direct-message room.
+	IsDM bool `json:"isDM,omitempty"`
 }
 
 // Registrant is a user's registration in one conference.

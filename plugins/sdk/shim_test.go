@@ -476,7 +476,20 @@ func TestHostServices(t *testing.T) {
 		h.Dir.IsEventChairFunc = func(context.Context, sdk.Socket, string) (bool, error) {
 			return false, errors.New("directory down")
 		}
+		h.Dir.ChatDetailsFunc = func(_ context.Context, chat string) (sdk.ChatDetails, bool, error) {
+			if chat == "chat1" {
+				return sdk.ChatDetails{ConferenceSlug: "c1", ConferenceShortName: "C1", Title: "Keynote", IsDM: true}, true, nil
+			}
+			return sdk.ChatDetails{}, false, nil
+		}
 		dir := host.Directory()
+		if d, found, err := dir.ChatDetails(ctx, "chat1"); err != nil || !found ||
+			d != (sdk.ChatDetails{ConferenceSlug: "c1", ConferenceShortName: "C1", Title: "Keynote", IsDM: true}) {
+			t.Errorf("ChatDetails = %+v %v %v", d, found, err)
+		}
+		if d, found, err := dir.ChatDetails(ctx, "zz"); err != nil || found || d != (sdk.ChatDetails{}) {
+			t.Errorf("ChatDetails(missing) = %+v found=%v err=%v", d, found, err)
+		}
 		if slugs, err := dir.ConferenceSlugs(ctx, "u1"); err != nil || !reflect.DeepEqual(slugs, []string{"u1-conf"}) {
 			t.Errorf("ConferenceSlugs = %v, %v", slugs, err)
 		}

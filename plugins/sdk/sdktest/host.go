@@ -308,6 +308,7 @@ type Directory struct {
 	RegistrantFunc      func(ctx context.Context, registrantID string) (sdk.Registrant, bool, error)
 	CanAccessEventFunc  func(ctx context.Context, s sdk.Socket, eventID string) (bool, error)
 	IsEventChairFunc    func(ctx context.Context, s sdk.Socket, eventID string) (bool, error)
+	ChatDetailsFunc     func(ctx context.Context, chatID string) (sdk.ChatDetails, bool, error)
 }
 
 var _ sdk.Directory = (*Directory)(nil)
@@ -352,6 +353,13 @@ func (d *Directory) IsEventChair(ctx context.Context, s sdk.Socket, eventID stri
 		return false, nil
 	}
 	return d.IsEventChairFunc(ctx, s, eventID)
+}
+
+func (d *Directory) ChatDetails(ctx context.Context, chatID string) (sdk.ChatDetails, bool, error) {
+	if d.ChatDetailsFunc == nil {
+		return sdk.ChatDetails{}, false, nil
+	}
+	return d.ChatDetailsFunc(ctx, chatID)
 }
 
 // ---- helpers ----
