@@ -135,10 +135,15 @@ func newBus(lc fx.Lifecycle, cfg *config.Config, inst Instance, log *slog.Logger
 	return b, nil
 }
 
-func newDirectory(cfg *config.Config, s *store.Store, log *slog.Logger) (sdk.Directory, error) {
+func newDirectory(cfg *config.Config, s *store.Store, log *slog.Logger, reg prometheus.Registerer) (sdk.Directory, error) {
 	d, err := directory.New(cfg.Directory, s, log.With("component", "directory"))
 	if err != nil {
 		return nil, fmt.Errorf("directory: %w", err)
+	}
+	if m, ok := d.(directory.MetricsRegisterer); ok {
+		if err := m.RegisterMetrics(reg); err != nil {
+			return nil, fmt.Errorf("directory metrics: %w", err)
+		}
 	}
 	return d, nil
 }
@@ -348,16 +353,24 @@ func buildHandler(p httpParams) http.Handler {
 	if r, ok := testJWTRoute(p.Verifier); ok {
 		routes = append(routes, r)
 	}
+	// Hasura event triggers (and operators) drop stale directory entries.
+	routes = append(routes, httpapi.Route{
+		Method: http.MethodPost, Path: directory.InvalidatePath, Owner: "host",
+		Handler: directory.InvalidateHandler(p.Directory, cfg.Secrets.Event, p.Log.With("component", "directory")),
+	})
 	checks := []httpapi.Check{
 		{Name: "store", Required: true, Check: p.Store.Ready},
 		{Name: "bus", Required: true, Check: func(context.Context) error { return p.Bus.Ready() }},
 		{Name: "plugins", Required: true, Check: func(context.Context) error { return p.Plugins.Ready() }},
 		{Name: "auth", Required: true, Check: func(context.Context) error { return p.Verifier.Ready() }},
 	}
+	// Listed whichever the backend (static is always ok). Reported only:
+	// cached answers keep serving while Hasura is down.
+	dirCheck := func(context.Context) error { return nil }
 	if d, ok := p.Directory.(interface{ Ready(context.Context) error }); ok {
-		// Reported only: cached answers keep serving while Hasura is down.
-		checks = append(checks, httpapi.Check{Name: "directory", Check: d.Ready})
+		dirCheck = d.Ready
 	}
+	checks = append(checks, httpapi.Check{Name: "directory", Check: dirCheck})
 	return httpapi.New(httpapi.Options{
 		SocketIO:       p.Server,
 		Routes:         routes,

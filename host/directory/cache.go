@@ -50,7 +50,17 @@ type result struct {
 // a rate-limited forced get returns the cached entry. Concurrent loads of
 // the same entry in this process share one fetch. A Store failure is logged
 // and bypassed: the source is asked directly.
+//
+// Each call counts one realtime_directory_cache_total: a hit when the answer
+// came from the Store (a waiter on another caller's fetch counts a miss).
+// It is counted here rather than in lookup, which runs twice on a miss.
 func (h *Hasura) get(ctx context.Context, name, key string, force bool, fetch fetchFunc) (result, error) {
+	r, err := h.load(ctx, name, key, force, fetch)
+	h.metrics.looked(name, err == nil && !r.fresh)
+	return r, err
+}
+
+func (h *Hasura) load(ctx context.Context, name, key string, force bool, fetch fetchFunc) (result, error) {
 	k := cacheKey(name, key)
 	if force && !h.claimRefetch(ctx, k) {
 		force = false
@@ -130,8 +140,9 @@ func (h *Hasura) claimRefetch(ctx context.Context, k string) bool {
 	}
 }
 
-// Invalidate drops one cache entry (e.g. from a webhook that saw the data
-// change), so the next lookup asks Hasura. name is one of the Cache* names.
+// Invalidate drops one cache entry, so the next lookup asks Hasura. name is
+// one of the Cache* names. The host route POST /directory/invalidate
+// (InvalidateHandler) does the same for Hasura event triggers.
 func (h *Hasura) Invalidate(ctx context.Context, name, key string) error {
 	if name == "" || key == "" {
 		return errors.New("directory: invalidate: empty name or key")

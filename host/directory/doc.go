@@ -32,6 +32,16 @@
 // id, EventInfo and EventChairs by event id. Values have the original's shapes
 // (§7.1), e.g. ChatInfo {restrictToAdmins, conference{id,slug,shortName},
 // items[], rooms[{id,name,managementMode,people[{registrantId,userId}]}]}.
-// Webhooks that see the data change call (*Hasura).Invalidate. A Store outage
-// only costs the cache: lookups then go to Hasura directly.
+// Entries are dropped early by POST /directory/invalidate (InvalidateHandler,
+// guarded by EVENT_SECRET): an explicit {"cache","key"}, or a Hasura event
+// trigger on registrant_Registrant, chat_Chat or schedule_Event. Without it an
+// entry lives out its TTL. A Store outage only costs the cache: lookups then
+// go to Hasura directly.
+//
+// # Health
+//
+// Both backends have Ready (for /readyz; Hasura's reports whether the latest
+// query failed, the host lists it without failing readiness on it) and
+// RegisterMetrics: realtime_directory_up, realtime_directory_requests_total
+// {query,result} and realtime_directory_cache_total{cache,result} (metrics.go).
 package directory

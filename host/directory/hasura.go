@@ -57,6 +57,7 @@ type Hasura struct {
 	refetchEvery time.Duration
 	timeout      time.Duration
 	flight       flightGroup
+	metrics      *metrics
 
 	// health is the outcome of the latest query, for /readyz.
 	healthMu   sync.Mutex
@@ -119,6 +120,7 @@ func NewHasura(cfg config.DirectoryConfig, store sdk.Store, logger *slog.Logger,
 		ttl:          cfg.CacheTTL,
 		refetchEvery: DefaultRefetchInterval,
 		timeout:      DefaultTimeout,
+		metrics:      newMetrics(),
 	}
 	if cfg.GraphQLDomain != "" {
 		if strings.Contains(cfg.GraphQLDomain, "/") {
@@ -172,9 +174,10 @@ func (h *Hasura) Ready(context.Context) error {
 }
 
 // query posts one GraphQL operation, decodes its data into out and records
-// the outcome for Ready.
+// the outcome for Ready and the metrics.
 func (h *Hasura) query(ctx context.Context, op, doc string, vars map[string]any, out any) error {
 	err := h.post(ctx, op, doc, vars, out)
+	h.metrics.queried(op, err)
 	h.healthMu.Lock()
 	h.lastErr = err
 	if err != nil {

@@ -50,6 +50,10 @@ func NewStatic(cfg config.DirectoryConfig) *Static {
 // Name returns "static".
 func (d *Static) Name() string { return BackendStatic }
 
+// Ready is always nil: the static directory depends on nothing. It exists so
+// /readyz lists the directory whichever the backend.
+func (d *Static) Ready(context.Context) error { return nil }
+
 // ConferenceSlugs returns the configured conferences for any non-empty user.
 func (d *Static) ConferenceSlugs(_ context.Context, userID string) ([]string, error) {
 	if userID == "" {
