@@ -3,6 +3,7 @@ package main
 import (
 	"bytes"
 	"context"
+	"encoding/json"
 	"fmt"
 	"log/slog"
 	"net"
@@ -320,4 +321,87 @@ func (s *syncBuffer) String() string {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	return s.b.String()
+}
+
+// TestPluginsListing runs `realtime plugins` in-process, as JSON and as a
+// table, and checks that --set enables echo, that echo's declared events and
+// route are listed, and that disabled plugins (echo by default, analytics
+// when --set off) are shown disabled.
+func TestPluginsListing(t *testing.T) {
+	type row struct {
+		Name     string `json:"name"`
+		Enabled  bool   `json:"enabled"`
+		Source   string `json:"source"`
+		Declares struct {
+			Events []string `json:"events"`
+			Routes []struct {
+				Method string `json:"method"`
+				Path   string `json:"path"`
+			} `json:"routes"`
+		} `json:"declares"`
+	}
+	listJSON := func(sets ...string) map[string]row {
+		t.Helper()
+		args := []string{"plugins", "--json"}
+		for _, s := range sets {
+			args = append(args, "--set", s)
+		}
+		code, stdout, stderr := runCmd(t, args...)
+		if code != 0 {
+			t.Fatalf("%v: exit %d; stderr:\n%s", args, code, stderr)
+		}
+		var rows []row
+		if err := json.Unmarshal([]byte(stdout), &rows); err != nil {
+			t.Fatalf("%v: output is not a JSON list of plugins: %v\n%s", args, err, stdout)
+		}
+		byName := map[string]row{}
+		for _, r := range rows {
+			byName[r.Name] = r
+		}
+		return byName
+	}
+
+	rows := listJSON("plugins.echo.enabled=true", "plugins.analytics.enabled=false")
+	echo, ok := rows["echo"]
+	if !ok {
+		t.Fatalf("echo is not listed: %+v", rows)
+	}
+	if !echo.Enabled || echo.Source != "built-in" {
+		t.Errorf("echo: enabled %v, source %q; want enabled, built-in", echo.Enabled, echo.Source)
+	}
+	if got := strings.Join(echo.Declares.Events, ","); got != "echo,echo.room" {
+		t.Errorf("echo declares events %q, want echo,echo.room", got)
+	}
+	if r := echo.Declares.Routes; len(r) != 1 || r[0].Method != "GET" || r[0].Path != "/echo/ping" {
+		t.Errorf("echo declares routes %+v, want GET /echo/ping", r)
+	}
+	if a, ok := rows["analytics"]; !ok || a.Enabled {
+		t.Errorf("analytics set off: listed %v, enabled %v; want listed, disabled", ok, a.Enabled)
+	}
+	if e := listJSON()["echo"]; e.Name != "echo" || e.Enabled {
+		t.Errorf("echo by default: %+v; want listed, disabled", e)
+	}
+
+	code, stdout, stderr := runCmd(t, "plugins", "--set", "plugins.echo.enabled=true", "--set", "plugins.analytics.enabled=false")
+	if code != 0 {
+		t.Fatalf("plugins (table): exit %d; stderr:\n%s", code, stderr)
+	}
+	// Columns: PLUGIN ENABLED MODE SOURCE EVENTS ROUTES QUEUES.
+	lines := map[string][]string{}
+	for _, l := range strings.Split(stdout, "\n") {
+		if f := strings.Fields(l); len(f) > 0 {
+			lines[f[0]] = f
+		}
+	}
+	if h := lines["PLUGIN"]; len(h) < 3 || h[1] != "ENABLED" {
+		t.Errorf("table header %q, want PLUGIN ENABLED ...", h)
+	}
+	// "GET /echo/ping" is one column holding a space: two fields.
+	if f := lines["echo"]; len(f) != 8 || f[0] != "echo" || f[1] != "true" || f[3] != "built-in" ||
+		f[4] != "echo,echo.room" || f[5] != "GET" || f[6] != "/echo/ping" || f[7] != "-" {
+		t.Errorf("echo line %q, want echo true MODE built-in echo,echo.room GET /echo/ping -\n%s", f, stdout)
+	}
+	if f := lines["analytics"]; len(f) < 2 || f[1] != "false" {
+		t.Errorf("analytics line %q, want it disabled\n%s", f, stdout)
+	}
 }
