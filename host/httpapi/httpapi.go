@@ -7,6 +7,8 @@
 //	/readyz       200 when every required dependency is ready, else 503; JSON detail
 //	/metrics      Prometheus text format
 //	plugin routes as declared (exact path, or prefix when the path ends in "/")
+//	host routes mounted by host/app: POST /directory/invalidate (host/directory),
+//	GET /test/jwt (only with TEST_JWKS)
 //	anything else 200 text/html "<html>…OK…</html>" (as the original)
 //
 // CORS for the HTTP routes follows CORS_ORIGIN (comma-separated); preflight
