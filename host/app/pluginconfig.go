@@ -3,10 +3,14 @@ package app
 import (
 	"encoding/json"
 	"fmt"
+	"os"
 
 	"github.com/clowdr/realtime/host/config"
 	"github.com/clowdr/realtime/host/directory"
 )
+
+// envDyno is set by Heroku in every dyno.
+const envDyno = "DYNO"
 
 // hostProvided lists, per plugin, config keys the host fills from its own
 // settings when plugins.<name>.config leaves them unset. Plugins never read
@@ -38,6 +42,12 @@ func hostProvided(cfg *config.Config) map[string]map[string]any {
 			"summary_secret": cfg.Secrets.Summary,
 			"flush_secret":   cfg.Secrets.Flush,
 			"admin_secret":   cfg.Secrets.Admin,
+			// On Heroku (DYNO set) every request comes through the router,
+			// which appends the client address to X-Forwarded-For: without
+			// it all clients would share the router's address in the
+			// plugin's failed-attempt limit. Elsewhere the header may come
+			// from the client itself, so the operator must opt in.
+			"trust_forwarded_for": os.Getenv(envDyno) != "",
 		},
 		"chat": with(hasura, map[string]any{
 			"event_secret": cfg.Secrets.Event,

@@ -57,3 +57,23 @@ func TestHandraiseGetsHasura(t *testing.T) {
 		t.Errorf("static directory: handraise config = %v, want only the event secret", m)
 	}
 }
+
+// TestAdminTrustsForwardedForOnHeroku: the admin plugin takes the client
+// address from X-Forwarded-For only on Heroku (DYNO set), whose router
+// appends it, unless the operator says otherwise.
+func TestAdminTrustsForwardedForOnHeroku(t *testing.T) {
+	t.Setenv("DYNO", "")
+	if m := pluginConfig(t, "admin"); m["trust_forwarded_for"] != nil {
+		t.Errorf("off Heroku: admin config = %v, want no trust_forwarded_for (false)", m)
+	}
+	if m := pluginConfig(t, "admin", "RT_PLUGINS__ADMIN__CONFIG__TRUST_FORWARDED_FOR=true"); m["trust_forwarded_for"] != true {
+		t.Errorf("off Heroku, set by the operator: admin config = %v, want trust_forwarded_for true", m)
+	}
+	t.Setenv("DYNO", "web.1")
+	if m := pluginConfig(t, "admin"); m["trust_forwarded_for"] != true {
+		t.Errorf("on Heroku: admin config = %v, want trust_forwarded_for true", m)
+	}
+	if m := pluginConfig(t, "admin", "RT_PLUGINS__ADMIN__CONFIG__TRUST_FORWARDED_FOR=false"); m["trust_forwarded_for"] != false {
+		t.Errorf("on Heroku, turned off by the operator: admin config = %v, want trust_forwarded_for false", m)
+	}
+}

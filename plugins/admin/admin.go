@@ -1,31 +1,3 @@
-// Package admin is the built-in admin plugin: the presence summary and flush
-// endpoints that Hasura's presence_Summary and presence_Flush actions call, and
-// a live admin page for operators.
-//
-//	POST /summary  secret ?secret= or header x-hasura-presence-summary-secret (SECRET_FOR_SUMMARY)
-//	               200 {"total_unique_tabs":N,"total_unique_user_ids":N,"pages":{"PresenceList:<listId>":N}}
-//	POST /flush    secret ?secret= or header x-hasura-presence-flush-secret (SECRET_FOR_FLUSHING)
-//	               removes the presence state; 200 {"ok":"OK"}
-//	GET  /admin    the admin page (login form; admin secret from plugins.admin.config.admin_secret)
-//
-// Secrets are compared in constant time. As in the original, the query
-// parameter wins over the header, an unset secret answers 403 "No secret
-// configured" and a wrong one 403 "Secret mismatch". Failed attempts are rate
-// limited per client address (429 once over the limit).
-//
-// Meanings kept from the original (§8.1): total_unique_tabs is the sum over
-// pages of the distinct users on each page (not a count of tabs), and pages
-// are keyed by the full Redis key name. The summary SCANs (never KEYS) and is
-// bounded in time (config summary_timeout); a timeout answers 503.
-//
-// After a flush every live instance re-announces its connected sockets within
-// one presence refresh period (the presence plugin re-enters each socket's
-// pages), so the state becomes the truth again rather than staying empty.
-//
-// Everything this plugin shows comes from Redis, so the page is the same
-// whichever instance serves it: instances and their plugins come from the
-// host heartbeats (rt:instance:<id>), pages from PresenceList:*, the chat rate
-// from the chat plugin's per-minute counters.
 package admin
 
 import (
@@ -35,6 +7,7 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"fmt"
+	"net"
 	"net/http"
 	"strings"
 	"sync"
@@ -62,7 +35,15 @@ type Config struct {
 	// FailuresPerMinute is how many failed secret attempts one client address
 	// may make per minute.
 	FailuresPerMinute int `json:"failures_per_minute"`
+	// TrustForwardedFor takes the client address from the last
+	// X-Forwarded-For entry instead of the TCP peer. Only behind a proxy
+	// that appends the address it saw (Heroku's router; the host sets it
+	// there): otherwise the client writes that entry itself.
+	TrustForwardedFor bool `json:"trust_forwarded_for"`
 }
+
+// maxTracked bounds the failure table (one entry per client address).
+const maxTracked = 10000
 
 // Plugin is the admin plugin.
 type Plugin struct {
@@ -71,14 +52,26 @@ type Plugin struct {
 	cfg     Config
 	timeout time.Duration
 
+	// now is the clock of the failure limiters (tests fix it).
+	now func() time.Time
+
 	mu       sync.Mutex
-	failures map[string]*rate.Limiter
+	failures map[string]*failures
+	// overflow is shared by the addresses that could not be tracked because
+	// every tracked one is limited (see fail).
+	overflow *rate.Limiter
+}
+
+// failures is one client address's failed attempts.
+type failures struct {
+	lim  *rate.Limiter
+	last time.Time // of the latest failure
 }
 
 var _ sdk.Plugin = (*Plugin)(nil)
 
 // New makes the plugin.
-func New() *Plugin { return &Plugin{failures: map[string]*rate.Limiter{}} }
+func New() *Plugin { return &Plugin{now: time.Now, failures: map[string]*failures{}} }
 
 // Describe implements sdk.Plugin.
 func (p *Plugin) Describe() sdk.Descriptor {
@@ -115,6 +108,7 @@ func (p *Plugin) Start(_ context.Context, host sdk.Host, raw json.RawMessage) er
 		return fmt.Errorf("admin config: failures_per_minute must be > 0")
 	}
 	p.cfg, p.timeout = cfg, d
+	p.overflow = p.newLimiter()
 	return nil
 }
 
@@ -140,7 +134,7 @@ func (p *Plugin) OnHTTP(ctx context.Context, r sdk.HTTPRequest) (sdk.HTTPRespons
 // checkSecret applies the original's secret rules with a constant-time
 // comparison and a per-address limit on failures.
 func (p *Plugin) checkSecret(r sdk.HTTPRequest, want, header string) (sdk.HTTPResponse, bool) {
-	addr := clientAddr(r)
+	addr := p.clientAddr(r)
 	if p.limited(addr) {
 		return text(http.StatusTooManyRequests, "Too many failed attempts"), false
 	}
@@ -163,36 +157,95 @@ func (p *Plugin) checkSecret(r sdk.HTTPRequest, want, header string) (sdk.HTTPRe
 // secretEqual compares in constant time (lengths hidden by hashing first).
 func secretEqual(got, want string) bool { return kit.SecretEqual(got, want) }
 
-func clientAddr(r sdk.HTTPRequest) string {
-	if f := r.Header.Get("X-Forwarded-For"); f != "" {
-		// Heroku's router appends the client address last.
-		parts := strings.Split(f, ",")
-		return strings.TrimSpace(parts[len(parts)-1])
+// clientAddr is the address failures count against: the TCP peer, or with
+// trust_forwarded_for the last X-Forwarded-For entry (the one the proxy
+// appended; earlier ones are whatever the client sent).
+func (p *Plugin) clientAddr(r sdk.HTTPRequest) string {
+	if p.cfg.TrustForwardedFor {
+		// Several header lines count as one list in order (RFC 9110 5.3).
+		if vs := r.Header.Values("X-Forwarded-For"); len(vs) > 0 {
+			parts := strings.Split(vs[len(vs)-1], ",")
+			if last := strings.TrimSpace(parts[len(parts)-1]); last != "" {
+				return last
+			}
+		}
 	}
-	host := r.RemoteAddr
-	if i := strings.LastIndexByte(host, ':'); i > 0 {
-		host = host[:i]
+	if host, _, err := net.SplitHostPort(r.RemoteAddr); err == nil {
+		return host
 	}
-	return host
+	return r.RemoteAddr
 }
 
-func (p *Plugin) limiter(addr string) *rate.Limiter {
+func (p *Plugin) newLimiter() *rate.Limiter {
+	per := rate.Every(time.Minute / time.Duration(p.cfg.FailuresPerMinute))
+	return rate.NewLimiter(per, p.cfg.FailuresPerMinute)
+}
+
+// limited reports whether addr has no failed attempt left. An address never
+// seen has its own full allowance, except when the table is full of limited
+// addresses (see fail): then it draws on the shared overflow limiter.
+func (p *Plugin) limited(addr string) bool {
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	l, ok := p.failures[addr]
-	if !ok {
-		if len(p.failures) > 10000 {
-			p.failures = map[string]*rate.Limiter{} // bounded memory
-		}
-		per := rate.Every(time.Minute / time.Duration(p.cfg.FailuresPerMinute))
-		l = rate.NewLimiter(per, p.cfg.FailuresPerMinute)
-		p.failures[addr] = l
+	now := p.now()
+	if f, ok := p.failures[addr]; ok {
+		return f.lim.TokensAt(now) < 1
 	}
-	return l
+	return p.overflow.TokensAt(now) < 1
 }
 
-func (p *Plugin) limited(addr string) bool { return p.limiter(addr).Tokens() < 1 }
-func (p *Plugin) fail(addr string)         { p.limiter(addr).Allow() }
+// fail counts a failed attempt from addr. Memory stays bounded without ever
+// forgetting a limited address: clearing the table (or evicting limited
+// entries) would hand an attacker with many addresses a way to lift the limit.
+func (p *Plugin) fail(addr string) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	now := p.now()
+	f, ok := p.failures[addr]
+	if !ok {
+		if len(p.failures) >= maxTracked && !p.evictLocked(now) {
+			p.overflow.AllowN(now, 1)
+			return
+		}
+		f = &failures{lim: p.newLimiter()}
+		p.failures[addr] = f
+	}
+	f.lim.AllowN(now, 1)
+	f.last = now
+}
+
+// evictLocked frees room in a full table: every entry whose allowance has
+// fully come back (forgetting it changes nothing), else the entry among the
+// unlimited ones whose latest failure is oldest. It reports false when every
+// entry is limited. It scans the table, which only happens while it is full.
+func (p *Plugin) evictLocked(now time.Time) bool {
+	burst := float64(p.cfg.FailuresPerMinute)
+	freed := false
+	for addr, f := range p.failures {
+		if f.lim.TokensAt(now) >= burst {
+			delete(p.failures, addr)
+			freed = true
+		}
+	}
+	if freed {
+		return true
+	}
+	var (
+		oldest   string
+		oldestAt time.Time
+		found    bool
+	)
+	for addr, f := range p.failures {
+		if f.lim.TokensAt(now) >= 1 && (!found || f.last.Before(oldestAt)) {
+			oldest, oldestAt, found = addr, f.last, true
+		}
+	}
+	if !found {
+		return false
+	}
+	delete(p.failures, oldest)
+	return true
+}
 
 // sessionToken is the admin cookie value: an HMAC of a fixed label under the
 // admin secret, so the secret itself never sits in the browser.

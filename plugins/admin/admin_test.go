@@ -3,10 +3,12 @@ package admin
 import (
 	"context"
 	"encoding/json"
+	"fmt"
 	"net/http"
 	"net/url"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/clowdr/realtime/plugins/sdk"
 	"github.com/clowdr/realtime/plugins/sdk/sdktest"
@@ -25,6 +27,12 @@ func start(t *testing.T, cfg string) (*Plugin, *sdktest.Host) {
 
 func do(t *testing.T, p *Plugin, method, target string, header http.Header, body string) sdk.HTTPResponse {
 	t.Helper()
+	return doFrom(t, p, "10.0.0.1:1234", method, target, header, body)
+}
+
+// doFrom is do from the TCP peer remote.
+func doFrom(t *testing.T, p *Plugin, remote, method, target string, header http.Header, body string) sdk.HTTPResponse {
+	t.Helper()
 	u, err := url.Parse(target)
 	if err != nil {
 		t.Fatal(err)
@@ -33,7 +41,7 @@ func do(t *testing.T, p *Plugin, method, target string, header http.Header, body
 		header = http.Header{}
 	}
 	resp, err := p.OnHTTP(context.Background(), sdk.HTTPRequest{
-		Method: method, Path: u.Path, Query: u.Query(), Header: header, Body: []byte(body), RemoteAddr: "10.0.0.1:1234",
+		Method: method, Path: u.Path, Query: u.Query(), Header: header, Body: []byte(body), RemoteAddr: remote,
 	})
 	if err != nil {
 		t.Fatal(err)
@@ -176,5 +184,123 @@ func TestAdminPageLogin(t *testing.T) {
 	}
 	if r := do(t, p, http.MethodGet, "/admin/static/../admin.go", nil, ""); r.Status != 404 {
 		t.Fatalf("path traversal: %d", r.Status)
+	}
+}
+
+// TestWrongAdminHeaderIsRateLimited: x-admin-secret carries the secret
+// itself, so guessing it counts in the same limiter as the login form and
+// /summary.
+func TestWrongAdminHeaderIsRateLimited(t *testing.T) {
+	p, _ := start(t, `{"admin_secret":"adm","summary_secret":"s","failures_per_minute":3}`)
+	wrong := http.Header{"X-Admin-Secret": {"guess"}}
+	var codes []int
+	for i := 0; i < 5; i++ {
+		codes = append(codes, do(t, p, http.MethodGet, "/admin/api/state", wrong, "").Status)
+	}
+	if fmt.Sprint(codes) != "[401 401 401 429 429]" {
+		t.Fatalf("wrong x-admin-secret codes %v, want [401 401 401 429 429]", codes)
+	}
+	if r := do(t, p, http.MethodGet, "/admin", wrong, ""); r.Status != 429 || !strings.Contains(string(r.Body), "Too many failed attempts") {
+		t.Fatalf("/admin while limited: %d", r.Status)
+	}
+	right := http.Header{"X-Admin-Secret": {"adm"}}
+	if r := do(t, p, http.MethodGet, "/admin/api/state", right, ""); r.Status != 429 {
+		t.Fatalf("right header while limited: %d, want 429", r.Status)
+	}
+	if r := do(t, p, http.MethodPost, "/admin/login", nil, "secret=adm"); r.Status != 429 {
+		t.Fatalf("login while limited by header failures: %d, want 429", r.Status)
+	}
+	if r := do(t, p, http.MethodPost, "/summary?secret=s", nil, ""); r.Status != 429 {
+		t.Fatalf("/summary while limited by header failures: %d, want 429", r.Status)
+	}
+	if r := doFrom(t, p, "10.0.0.2:1", http.MethodGet, "/admin/api/state", right, ""); r.Status != 200 {
+		t.Fatalf("right header from another address: %d %s", r.Status, r.Body)
+	}
+}
+
+// TestForwardedFor: X-Forwarded-For names the client only when the config
+// says a proxy appends it; otherwise a client rotating it is still limited
+// by its TCP peer address.
+func TestForwardedFor(t *testing.T) {
+	xff := func(v string) http.Header { return http.Header{"X-Forwarded-For": {v}} }
+
+	p, _ := start(t, `{"summary_secret":"s","failures_per_minute":3}`)
+	var codes []int
+	for i := 0; i < 5; i++ {
+		codes = append(codes, do(t, p, http.MethodPost, "/summary?secret=wrong", xff(fmt.Sprintf("192.0.2.%d", i)), "").Status)
+	}
+	if fmt.Sprint(codes) != "[403 403 403 429 429]" {
+		t.Fatalf("untrusted, rotating X-Forwarded-For: codes %v, want [403 403 403 429 429]", codes)
+	}
+
+	// Trusted: the proxy 10.0.0.1 appends the client; what the client sent
+	// before it does not matter, and clients behind the proxy are apart.
+	p, _ = start(t, `{"summary_secret":"s","failures_per_minute":3,"trust_forwarded_for":true}`)
+	codes = nil
+	for i := 0; i < 5; i++ {
+		codes = append(codes, do(t, p, http.MethodPost, "/summary?secret=wrong", xff(fmt.Sprintf("192.0.2.%d, 203.0.113.7", i)), "").Status)
+	}
+	if fmt.Sprint(codes) != "[403 403 403 429 429]" {
+		t.Fatalf("trusted, client-chosen entries rotating: codes %v, want [403 403 403 429 429]", codes)
+	}
+	if r := do(t, p, http.MethodPost, "/summary?secret=s", xff("203.0.113.8"), ""); r.Status != 200 {
+		t.Fatalf("trusted, another client behind the same proxy: %d, want 200", r.Status)
+	}
+	// A second header line is part of the same list: its last entry counts.
+	two := http.Header{"X-Forwarded-For": {"203.0.113.8", "203.0.113.7"}}
+	if r := do(t, p, http.MethodPost, "/summary?secret=s", two, ""); r.Status != 429 {
+		t.Fatalf("trusted, limited client last on a second header line: %d, want 429", r.Status)
+	}
+	if r := doFrom(t, p, "10.0.0.9:1", http.MethodPost, "/summary?secret=s", nil, ""); r.Status != 200 {
+		t.Fatalf("trusted, no X-Forwarded-For: TCP peer: %d, want 200", r.Status)
+	}
+}
+
+// TestOverflowKeepsLimitedAddresses: failing from more addresses than the
+// table holds must not lift the limit of an address already limited.
+func TestOverflowKeepsLimitedAddresses(t *testing.T) {
+	now := time.Unix(1_700_000_000, 0)
+	fail := func(p *Plugin, remote string) int {
+		return doFrom(t, p, remote, http.MethodPost, "/summary?secret=wrong", nil, "").Status
+	}
+
+	p, _ := start(t, `{"summary_secret":"s","failures_per_minute":3}`)
+	p.now = func() time.Time { return now } // nothing comes back during the test
+	const limited = "198.51.100.1:1"
+	for i := 0; i < 3; i++ {
+		fail(p, limited)
+	}
+	if c := fail(p, limited); c != 429 {
+		t.Fatalf("setup: %d, want 429", c)
+	}
+	// The limited address is the oldest entry (an attempt comes back only
+	// every 20 s, so it stays limited).
+	now = now.Add(time.Second)
+	for i := 0; i <= maxTracked; i++ {
+		if c := fail(p, fmt.Sprintf("10.%d.%d.1:1", i/256, i%256)); c != 403 {
+			t.Fatalf("address %d, first failure: %d", i, c)
+		}
+	}
+	if c := fail(p, limited); c != 429 {
+		t.Fatalf("limited address after %d others failed: %d, want still 429", maxTracked+1, c)
+	}
+	if n := len(p.failures); n > maxTracked {
+		t.Fatalf("%d addresses tracked, want at most %d", n, maxTracked)
+	}
+
+	// Every tracked address limited: new ones share one more limiter
+	// rather than pushing a limited one out.
+	p, _ = start(t, `{"summary_secret":"s","failures_per_minute":1}`)
+	p.now = func() time.Time { return now }
+	for i := 0; i < maxTracked; i++ {
+		fail(p, fmt.Sprintf("10.%d.%d.1:1", i/256, i%256))
+	}
+	if a, b, c := fail(p, "192.0.2.1:1"), fail(p, "192.0.2.2:1"), fail(p, "10.0.0.1:1"); a != 403 || b != 429 || c != 429 {
+		t.Fatalf("table full of limited addresses: new %d, new %d, tracked %d; want 403 429 429", a, b, c)
+	}
+	// A minute later every allowance is back and the table makes room.
+	now = now.Add(time.Minute)
+	if c := fail(p, "192.0.2.3:1"); c != 403 || len(p.failures) != 1 {
+		t.Fatalf("a minute later: %d with %d tracked, want 403 with 1", c, len(p.failures))
 	}
 }

@@ -37,7 +37,13 @@ func (p *Plugin) page(ctx context.Context, r sdk.HTTPRequest) sdk.HTTPResponse {
 	case strings.HasPrefix(sub, "/static/") && r.Method == http.MethodGet:
 		return serveStatic(strings.TrimPrefix(sub, "/static/"))
 	}
-	if !p.authed(r) {
+	switch p.authed(r) {
+	case authLimited:
+		if sub == "/api/state" {
+			return jsonResp(http.StatusTooManyRequests, map[string]string{"error": "too many failed attempts"})
+		}
+		return serveFileWith("login.html", http.StatusTooManyRequests, "Too many failed attempts; wait a minute.")
+	case authNo:
 		if sub == "/api/state" {
 			return jsonResp(http.StatusUnauthorized, map[string]string{"error": "log in first"})
 		}
@@ -57,21 +63,42 @@ func (p *Plugin) page(ctx context.Context, r sdk.HTTPRequest) sdk.HTTPResponse {
 	return text(http.StatusNotFound, "not found")
 }
 
-// authed accepts the session cookie or the x-admin-secret header.
-func (p *Plugin) authed(r sdk.HTTPRequest) bool {
+// authResult is the answer of authed.
+type authResult int
+
+const (
+	authNo authResult = iota
+	authOK
+	authLimited
+)
+
+// authed accepts the session cookie or the x-admin-secret header. The header
+// carries the secret itself, so a wrong one counts as a failed attempt like a
+// wrong login; the cookie is an HMAC nobody can guess and a stale one (after
+// the secret changed) must not lock its owner out, so it does not count.
+func (p *Plugin) authed(r sdk.HTTPRequest) authResult {
 	if h := r.Header.Get("x-admin-secret"); h != "" {
-		return secretEqual(h, p.cfg.AdminSecret)
+		addr := p.clientAddr(r)
+		if p.limited(addr) {
+			return authLimited
+		}
+		if !secretEqual(h, p.cfg.AdminSecret) {
+			p.fail(addr)
+			p.host.Logger().Warn("admin: wrong x-admin-secret", "path", r.Path, "remote", addr)
+			return authNo
+		}
+		return authOK
 	}
 	req := http.Request{Header: r.Header}
 	c, err := req.Cookie(cookieName)
-	if err != nil {
-		return false
+	if err != nil || !secretEqual(c.Value, sessionToken(p.cfg.AdminSecret)) {
+		return authNo
 	}
-	return secretEqual(c.Value, sessionToken(p.cfg.AdminSecret))
+	return authOK
 }
 
 func (p *Plugin) login(r sdk.HTTPRequest) sdk.HTTPResponse {
-	addr := clientAddr(r)
+	addr := p.clientAddr(r)
 	if p.limited(addr) {
 		return serveFileWith("login.html", http.StatusTooManyRequests, "Too many failed attempts; wait a minute.")
 	}
