@@ -80,7 +80,8 @@ func sendFrame(fin bool, rsv, op byte, payload string, unmasked bool) func(w *ra
 // websocket protocol violations, wrong payload types, huge and deep values,
 // invalid UTF-8 and binary frames. Outcomes are host/socketio's documented
 // ones (host/socketio/doc.go "Bad input"), auth's refusals, and the
-// presence and chat plugins' documented handling of bad arguments.
+// presence, chat, handraise and analytics plugins' documented handling of
+// bad arguments.
 func badCases(t *testing.T) []badCase {
 	page := "/conference/demo/room/bad-input"
 	chatID := newUUID()
@@ -89,6 +90,11 @@ func badCases(t *testing.T) []badCase {
 	sid := newUUID()
 	huge := strings.Repeat("x", 20000)
 	badToken := `40{"token":"a.b.c"}`
+	// The hand-raise sentinel: a fetch of a valid event, answered with its
+	// listing to this socket only (the static directory lets any member in).
+	handEvent := newUUID()
+	fetchHands := `42["event.handRaise.fetch","` + handEvent + `"]`
+	handsListed := `42["event.handRaise.listing",{"eventId":"` + handEvent + `"`
 	return []badCase{
 		// --- websocket level
 		{name: "binary frame", send: sendFrame(true, 0, opBinary, "42[\"time\"]", false), closeCode: 1003, reason: "binary_frame"},
@@ -176,6 +182,18 @@ func badCases(t *testing.T) []badCase {
 		{name: "chat.messages.send with a wrong op", send: sendText(`42["chat.messages.send",` + strings.Replace(mustJSON(chatMessage(sid, chatID, newUUID(), "x")), `"INSERT"`, `"UPSERT"`, 1) + `]`), reply: `42["chat.messages.send.nack","` + sid + `"]`},
 		{name: "chat.messages.send over max_message_bytes", send: sendText(`42["chat.messages.send",` + mustJSON(chatMessage(sid, chatID, newUUID(), huge)) + `]`), reply: `42["chat.messages.send.nack","` + sid + `"]`},
 		{name: "chat.messages.send as another sender", send: sendText(`42["chat.messages.send",` + mustJSON(chatMessage(sid, chatID, newUUID(), "spoof")) + `]`), reply: `42["chat.messages.send.nack","` + sid + `"]`},
+		{name: "hand raise with a number", send: sendText(`42["event.handRaise.raise",42]`), sentinel: fetchHands, sentinelReply: handsListed},
+		{name: "hand raise with an object", send: sendText(`42["event.handRaise.raise",{"eventId":"` + handEvent + `"}]`), sentinel: fetchHands, sentinelReply: handsListed},
+		{name: "hand-raise fetch with null", send: sendText(`42["event.handRaise.fetch",null]`), sentinel: fetchHands, sentinelReply: handsListed},
+		{name: "hand-raise fetch with a 20000-byte eventId", send: sendText(`42["event.handRaise.fetch","` + huge + `"]`), sentinel: fetchHands, sentinelReply: handsListed},
+		{name: "hand-raise fetch with a NUL after the UUID", send: sendText(`42["event.handRaise.fetch","` + newUUID() + `\u0000"]`), sentinel: fetchHands, sentinelReply: handsListed},
+		{name: "hand-raise accept with a 20000-byte target", send: sendText(`42["event.handRaise.accept","` + handEvent + `","` + huge + `"]`), sentinel: fetchHands, sentinelReply: handsListed},
+		{name: "hand-raise reject with an array target", send: sendText(`42["event.handRaise.reject","` + handEvent + `",` + deepArray(30) + `]`), sentinel: fetchHands, sentinelReply: handsListed},
+		// analytics never answers: only "no close, still usable, no panic" is observable.
+		{name: "analytics view with a string", send: sendText(`42["analytics.view.count","` + newUUID() + `"]`)},
+		{name: "analytics view with a 20000-byte identifier", send: sendText(`42["analytics.view.count",{"identifier":"` + huge + `","contentType":"Item"}]`)},
+		{name: "analytics view with a number contentType", send: sendText(`42["analytics.view.count",{"identifier":"` + newUUID() + `","contentType":1e999}]`)},
+		{name: "analytics view with an object 31 deep", send: sendText(`42["analytics.view.count",` + deepArray(31) + `]`)},
 		{name: "unknown event", send: sendText(`42["no.such.event",1,2,3]`)},
 		{name: "time with a huge number", send: sendText(`42["time",1e999999]`), reply: `42["time",{"serverSendTime":`},
 	}
@@ -186,7 +204,7 @@ func badCases(t *testing.T) []badCase {
 // is still up afterwards.
 func TestBadInput(t *testing.T) {
 	t.Parallel()
-	s := launch(t, serverOpts{name: "bad-input", plugins: []string{"presence", "chat"}, args: []string{
+	s := launch(t, serverOpts{name: "bad-input", plugins: []string{"presence", "chat", "handraise", "analytics"}, args: []string{
 		"--set", fmt.Sprintf("socketio.max_payload=%d", maxPayloadForTests),
 	}})
 	cases := badCases(t)
