@@ -57,6 +57,10 @@ type Config struct {
 	GraphQLURL string `json:"graphql_url"`
 	// AdminSecret is sent as x-hasura-admin-secret by the writeback.
 	AdminSecret string `json:"admin_secret"`
+	// ReadUpToWritebackInterval is how often the modified read-up-to
+	// indices are written back to Hasura (with graphql_url only), as a Go
+	// duration string (default "3m", the original's).
+	ReadUpToWritebackInterval Duration `json:"read_up_to_writeback_interval"`
 }
 
 // Defaults of the Config fields.
@@ -75,6 +79,9 @@ const (
 	DefaultWritebackBatchMax = 100
 	// DefaultWritebackBatchWait is the default of writeback_batch_wait.
 	DefaultWritebackBatchWait = 50 * time.Millisecond
+	// DefaultReadUpToWritebackInterval is the default of
+	// read_up_to_writeback_interval (the original's 3 minutes, §6.3).
+	DefaultReadUpToWritebackInterval = 3 * time.Minute
 )
 
 // Duration is a time.Duration written as a Go duration string ("1500ms").
@@ -84,7 +91,7 @@ type Duration = kit.Duration
 // Errors name the offending key.
 func parseConfig(raw json.RawMessage) (Config, error) {
 	var c Config
-	if err := kit.DecodeConfig(raw, &c, "chat config", "1500ms", "notify_delay", "message_record_ttl", "writeback_batch_wait"); err != nil {
+	if err := kit.DecodeConfig(raw, &c, "chat config", "1500ms", "notify_delay", "message_record_ttl", "writeback_batch_wait", "read_up_to_writeback_interval"); err != nil {
 		return c, err
 	}
 	if c.MaxMessageBytes == 0 {
@@ -133,6 +140,12 @@ func parseConfig(raw json.RawMessage) (Config, error) {
 	}
 	if c.WritebackBatchWait.D < 0 || c.WritebackBatchWait.D > 10*time.Second {
 		return c, fmt.Errorf("chat config: key \"writeback_batch_wait\": %v must be in [0, 10s]", c.WritebackBatchWait.D)
+	}
+	if !c.ReadUpToWritebackInterval.Set {
+		c.ReadUpToWritebackInterval = Duration{D: DefaultReadUpToWritebackInterval, Set: true}
+	}
+	if c.ReadUpToWritebackInterval.D < 100*time.Millisecond || c.ReadUpToWritebackInterval.D > 24*time.Hour {
+		return c, fmt.Errorf("chat config: key \"read_up_to_writeback_interval\": %v must be in [100ms, 24h]", c.ReadUpToWritebackInterval.D)
 	}
 	if c.Writeback {
 		if c.GraphQLURL == "" {

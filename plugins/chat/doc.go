@@ -102,6 +102,42 @@
 // index or when the read message left the window; formatted "" for 0, "10+"
 // for 10 or more, else the number.
 //
+// Read-up-to index in Hasura mode (graphql_url set; the host sets it with
+// the Hasura directory), as the original's lib/cache/readUpToIndex.ts and
+// workers/chat/unreadCountWriteback.ts (§6.3):
+//   - a cache miss loads the index from Hasura (query ReadUpToIndex:
+//     chat_ReadUpToIndex where chatId and registrant.userId) and caches it
+//     with SET NX (a setReadUpTo that ran meanwhile wins): found for 30 days,
+//     not found (or a null messageSId) as {chatId,userId,messageSId:""} for
+//     5 minutes (the original's refetch limit of a miss). A Hasura failure
+//     (bounded to 5 s) is logged and counts without an index, uncached;
+//   - setReadUpTo also SADDs "<chatId>¬<userId>" to
+//     caches:ReadUpToIndex:modified, in one Lua script with the SET;
+//   - every read_up_to_writeback_interval (3 min, the original's) each
+//     instance SPOPs up to 500 entries (atomic: an entry goes to one
+//     instance), MGETs their cached indices (expired ones are skipped),
+//     resolves each user to their registrant in the chat's conference (query
+//     RegistrantIdsFromChatsAndUsers; users without one are skipped with a
+//     warning, as the original) and upserts the rows with ONE mutation
+//     insert_chat_ReadUpToIndex(on_conflict: ReadUpToIndex_pkey,
+//     update_columns: [messageSId]); it repeats while batches come back
+//     full. A network/HTTP failure SADDs the popped entries back (nothing
+//     lost, except if the process dies between the SPOP and the SADD). A
+//     GraphQL refusal (e.g. a foreign-key violation for a message not yet
+//     written back) splits the batch down to the refused row; that row goes
+//     back once and is dropped when refused again with the same messageSId
+//     (the original ignored such errors, losing the whole batch). The 30 s
+//     delay of the original is not kept: the messages writeback is batched
+//     within writeback_batch_wait, and a refused row is retried anyway.
+//
+// No lock serializes the writeback across instances: the upsert writes the
+// cached value and is idempotent. The one race: an instance that read an
+// index, then lost the race to another instance that wrote a newer one, may
+// land the older value in Hasura; Redis still holds the newer one (the
+// cache is authoritative while it exists) and the next setReadUpTo fixes
+// Hasura. In static mode the index lives in Redis only: nothing is loaded,
+// marked or written back.
+//
 // Notifications (§6.2): every registrant in chat:subscriptions.<chatId> except
 // the sender's, resolved to users, minus users with a live socket listening to
 // the chat (chat:chat.<chatId>.listeners, whose entries count only while their
@@ -158,7 +194,9 @@
 //	chat:chat.<chatId>.recentMessages        ZSET    10 newest sIds, score created_at ms  none (bounded to 10 members)
 //	chat:pins.<chatId>                       SET     registrant ids that pinned the chat  none (webhook-maintained)
 //	chat:subscriptions.<chatId>              SET     registrant ids subscribed            none (webhook-maintained)
-//	caches:ReadUpToIndex:<chatId>¬<userId>   STRING  JSON {chatId,userId,messageSId}      30 days, reset on each write
+//	caches:ReadUpToIndex:<chatId>¬<userId>   STRING  JSON {chatId,userId,messageSId}      30 days, reset on each write (5 min for a
+//	                                                 (messageSId "" = none)               Hasura miss)
+//	caches:ReadUpToIndex:modified            SET     "<chatId>¬<userId>" to write back    none (Hasura mode only; popped by the writeback)
 //	chat:message:<sId>, chat:reaction:<sId>  STRING  JSON {chatId,senderId}               message_record_ttl (720h)
 //	rt:stats:chat.messages:<unix minute>     STRING  messages sent that minute (admin page) 1h
 //
@@ -166,9 +204,9 @@
 // own: its sockets' chat sets expire within 10 minutes, after which their
 // listener entries are ignored and removed the next time a notification for
 // that chat is computed. The original's chat:socket.<id>.user key is not
-// written (nothing read it). The read-up-to index is not written back to
-// Hasura (the original's unreadCountWriteback worker) and is not loaded from
-// Hasura on a miss: a user without an index counts the whole window.
+// written (nothing read it). Without graphql_url the read-up-to index is
+// neither loaded from nor written back to Hasura: a user without an index
+// counts the whole window (see Unread counts).
 //
 // # Writeback (optional)
 //
@@ -213,12 +251,15 @@
 //	message_record_ttl  duration  "720h"; how long senders are remembered for UPDATE/DELETE
 //	moderators          []string  user ids notified of flagged messages
 //	writeback           bool      false; consume the writeback queues and write to Hasura
-//	graphql_url         string    Hasura GraphQL URL (required with writeback)
+//	graphql_url         string    Hasura GraphQL URL (required with writeback; also turns on the
+//	                              read-up-to index load and writeback)
 //	admin_secret        string    Hasura admin secret for the writeback
 //	web_push            bool      false; send notifications through the push plugin (the host
 //	                              sets it when plugins.push is enabled)
 //	writeback_batch_max   int       100; most writeback rows per GraphQL request, [1, 1000]
 //	writeback_batch_wait  duration  "50ms"; how long a writeback batch waits to fill, [0, 10s]
+//	read_up_to_writeback_interval  duration  "3m" (the original's); how often the modified read-up-to
+//	                              indices are written back to Hasura, [100ms, 24h]; with graphql_url only
 //
 // Unknown keys and bad values fail Start with an error naming the key.
 package chat

@@ -104,6 +104,9 @@ type Plugin struct {
 	seen *recent
 	// after runs the bookkeeping of acked sends in the background (send.go).
 	after afterRuns
+	// rutRefused records read-up-to entries Hasura refused once (entry ->
+	// messageSId; readupto.go).
+	rutRefused map[string]string
 }
 
 // distributionQueueExpiry is how long a per-instance distribution queue
@@ -210,6 +213,11 @@ func (p *Plugin) Start(_ context.Context, host sdk.Host, raw json.RawMessage) er
 	p.ctx, p.cancel = context.WithCancel(context.Background())
 	p.wg.Add(1)
 	go p.refreshLoop()
+	if cfg.GraphQLURL != "" {
+		// Hasura mode: write the read-up-to indices back (readupto.go).
+		p.wg.Add(1)
+		go p.readUpToLoop(cfg.ReadUpToWritebackInterval.D)
+	}
 	return nil
 }
 

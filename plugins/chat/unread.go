@@ -33,13 +33,22 @@ type readUpTo struct {
 	MessageSID string `json:"messageSId"`
 }
 
-// setReadUpTo stores the user's read-up-to index for the chat.
+// setReadUpTo stores the user's read-up-to index for the chat. In Hasura
+// mode it also marks the index modified for the writeback (readupto.go), in
+// the same script so a writeback never pops the mark without the value.
 func (p *Plugin) setReadUpTo(ctx context.Context, chatID, userID, messageSID string) error {
 	b, err := marshalJSON(readUpTo{ChatID: chatID, UserID: userID, MessageSID: messageSID})
 	if err != nil {
 		return err
 	}
-	if _, err := p.host.Store().Do(ctx, "SET", readUpToKey(chatID, userID), string(b), "PX", readUpToTTL.Milliseconds()); err != nil {
+	store := p.host.Store()
+	if !p.hasuraMode() {
+		_, err = store.Do(ctx, "SET", readUpToKey(chatID, userID), string(b), "PX", readUpToTTL.Milliseconds())
+	} else {
+		_, err = store.Eval(ctx, setReadUpToScript, []string{readUpToKey(chatID, userID), readUpToModifiedKey},
+			string(b), readUpToTTL.Milliseconds(), readUpToMember(chatID, userID))
+	}
+	if err != nil {
 		return fmt.Errorf("store read-up-to index: %w", err)
 	}
 	return nil
@@ -47,7 +56,8 @@ func (p *Plugin) setReadUpTo(ctx context.Context, chatID, userID, messageSID str
 
 // unreadCount computes the §6.3 rank: the read message's ZREVRANK among the
 // chat's recent messages, or ZCARD when there is no index or the message is
-// no longer among them.
+// no longer among them. In Hasura mode a cache miss loads the index from
+// Hasura (readupto.go).
 func (p *Plugin) unreadCount(ctx context.Context, chatID, userID string) (int64, error) {
 	store := p.host.Store()
 	rk := recentMessagesKey(chatID)
@@ -55,6 +65,9 @@ func (p *Plugin) unreadCount(ctx context.Context, chatID, userID string) (int64,
 	v, err := sdk.String(store.Do(ctx, "GET", readUpToKey(chatID, userID)))
 	switch {
 	case errors.Is(err, sdk.ErrNil):
+		if p.hasuraMode() {
+			msgSID = p.loadReadUpTo(ctx, chatID, userID)
+		}
 	case err != nil:
 		return 0, fmt.Errorf("load read-up-to index: %w", err)
 	default:
