@@ -34,7 +34,10 @@ type Config struct {
 	// failure (network error, 429, 5xx) before it is dropped (default 5).
 	MaxAttempts int `json:"max_attempts"`
 	// GraphQLURL and AdminSecret are injected by the host for every
-	// Hasura-backed plugin; push accepts and ignores them.
+	// Hasura-backed plugin. With GraphQLURL set, a user's subscriptions are
+	// loaded from Hasura's PushNotificationSubscription table when the
+	// Store does not know them (see LoadedKey); empty means the webhook is
+	// the only source.
 	GraphQLURL  string `json:"graphql_url"`
 	AdminSecret string `json:"admin_secret"`
 }

@@ -60,14 +60,18 @@ func (p *Plugin) OnDelivery(ctx context.Context, d sdk.Delivery) error {
 		id = hex.EncodeToString(sum[:16])
 	}
 	store := p.host.Store()
-	replies, err := store.Pipeline(ctx, [][]any{
+	cmds := [][]any{
 		{"HGETALL", SubscriptionsKey(m.UserID)},
 		{"SMEMBERS", sentKey(id)},
-	})
+	}
+	if p.hasura() {
+		cmds = append(cmds, []any{"EXISTS", LoadedKey(m.UserID)})
+	}
+	replies, err := store.Pipeline(ctx, cmds)
 	if err != nil {
 		return fmt.Errorf("push: read subscriptions of %s: %w", m.UserID, err)
 	}
-	if len(replies) != 2 {
+	if len(replies) != len(cmds) {
 		return fmt.Errorf("push: read subscriptions of %s: %d replies", m.UserID, len(replies))
 	}
 	flat, err := sdk.Strings(replies[0].Value, replies[0].Err)
@@ -77,6 +81,22 @@ func (p *Plugin) OnDelivery(ctx context.Context, d sdk.Delivery) error {
 	settled, err := sdk.Strings(replies[1].Value, replies[1].Err)
 	if err != nil {
 		return fmt.Errorf("push: read retry state of %s: %w", id, err)
+	}
+	if p.hasura() {
+		loaded, err := sdk.Int64(replies[2].Value, replies[2].Err)
+		if err != nil {
+			return fmt.Errorf("push: read %s: %w", LoadedKey(m.UserID), err)
+		}
+		if loaded == 0 {
+			// Not loaded since the Store was emptied (deploy, flush, expiry):
+			// what the webhook stored since, if anything, may be partial.
+			if err := p.loadSubscriptions(ctx, m.UserID); err != nil {
+				p.log.Error("push: could not load subscriptions from Hasura; using the stored ones (or the socket)",
+					"user", m.UserID, "err", err)
+			} else if flat, err = sdk.Strings(store.Do(ctx, "HGETALL", SubscriptionsKey(m.UserID))); err != nil {
+				return fmt.Errorf("push: read subscriptions of %s: %w", m.UserID, err)
+			}
+		}
 	}
 	if len(flat) == 0 {
 		if len(settled) > 0 {

@@ -33,6 +33,9 @@
 //	push:sent:<message id>      SET of endpoints already settled for a message
 //	                            being retried (TTL 1 h)
 //	push:attempts:<message id>  STRING count of failed attempts (TTL 1 h)
+//	push:loaded:<user>          STRING number of rows Hasura had when the user's
+//	                            subscriptions were last loaded (only with
+//	                            graphql_url; TTL 7 days, or 5 min when 0)
 //
 // VAPID keys come from config (vapid_public_key + vapid_private_key). When
 // neither is set, the first instance that needs them generates a pair and
@@ -54,9 +57,10 @@
 //	{"id":"<random hex>","userId":"<user>","notification":{"title","subtitle"?,"description","chatId"?,"linkURL"?}}
 //
 // published with routing key = userId (Publish does all of this). For each
-// delivery:
+// delivery, the user's subscriptions are read from push:subscriptions:<user>
+// (loaded from Hasura first if need be, see below), then:
 //
-//   - the user has no stored subscription: emit `notification` (the
+//   - the user has no subscription: emit `notification` (the
 //     notification object) to sdk.UserTarget(userId), as the original did;
 //   - otherwise send a Web Push to each subscription (at most 32, 8 at a
 //     time, 10 s each) with body JSON(notification), TTL ttl, VAPID subject
@@ -74,10 +78,37 @@
 // set up for it). If every subscription turned out expired or unusable, the
 // notification goes to the socket instead. Malformed deliveries are dropped.
 //
-// Subscriptions are only learnt from the webhook: rows that existed before
-// the plugin ran are unknown until Hasura replays them (a MANUAL trigger
-// run), and those users get socket notifications meanwhile. graphql_url and
-// admin_secret are accepted for a future refetch-on-miss but unused.
+// # Loading subscriptions from Hasura
+//
+// The webhook keeps push:subscriptions:<user> current, but it only reports
+// changes: after a deploy onto an empty Redis, a flush, or with rows made
+// while nothing listened, the Store does not know a user's subscriptions.
+// With graphql_url set (Hasura mode), a delivery for a user without
+// push:loaded:<user> first runs the original's query (as admin, with
+// admin_secret)
+//
+//	query PushNotificationSubscriptions($userId: String!) {
+//	  PushNotificationSubscription(where: {userId: {_eq: $userId}}) { userId endpoint p256dh auth }
+//	}
+//
+// validates the rows as the webhook does (bad ones are logged and skipped),
+// HSETs them into push:subscriptions:<user> (merging: entries the webhook
+// wrote meanwhile stay, and later webhooks apply on top), and sets
+// push:loaded:<user>. That marker lives 7 days when rows were found (the
+// original's refetch period; the reload repairs missed INSERT events) and
+// 5 minutes when none were (the original's rate limit for this cache), so
+// a user without subscriptions costs at most one query per 5 minutes and
+// gets the socket event meanwhile. Concurrent deliveries for one user in
+// one instance share one query (10 s timeout, not tied to any one
+// delivery). If Hasura fails, the error is logged, nothing is cached, and
+// the delivery goes on with what is stored (the socket event when nothing
+// is); the next delivery tries again. A DELETE racing a load can put back
+// a row Hasura just removed; the push service's 404/410 removes it later.
+//
+// Without graphql_url (static mode) Hasura is never queried: subscriptions
+// are only learnt from the webhook, rows that existed before the plugin ran
+// are unknown until Hasura replays them (a MANUAL trigger run), and those
+// users get socket notifications meanwhile.
 //
 // # What the chat plugin changes to use this
 //
@@ -108,8 +139,8 @@
 //	event_secret       string  ""     injected by the host from EVENT_SECRET
 //	ttl                int     3600   seconds a push service keeps a message, [0, 2419200]
 //	max_attempts       int     5      attempts with transient failures before dropping
-//	graphql_url        string  ""     injected by the host; accepted, unused
-//	admin_secret       string  ""     injected by the host; accepted, unused
+//	graphql_url        string  ""     injected by the host; set: load subscriptions from Hasura on a miss
+//	admin_secret       string  ""     injected by the host; sent as x-hasura-admin-secret
 //
 // # Fixes and changes versus the original
 //
@@ -124,6 +155,11 @@
 //     16-byte auth secret and a valid P-256 p256dh.
 //   - A notification too long for one push record is shortened instead of
 //     failing (which, in the original, also deleted the subscription).
+//   - The original cached Hasura's answer under
+//     caches:PushNotificationSubscriptions:<user> as one JSON value for
+//     ~52 years (a TTL bug) behind a Redlock; here the webhook's HASH is the
+//     cache, a Hasura load merges into it, the marker bounds its age, and
+//     concurrent loads are shared in-process instead of locked.
 //   - Keys generated when not configured are shared through Redis with
 //     SET NX instead of Hasura; configured keys are checked to be a pair.
 //   - The VAPID subject must be https:// or mailto: (webpush-go would turn

@@ -253,6 +253,12 @@ type fixture struct {
 
 func newFixture(t testing.TB, extra map[string]any) *fixture {
 	t.Helper()
+	return newFixtureWith(t, extra, nil)
+}
+
+// newFixtureWith is newFixture with prep run on the plugin before Start.
+func newFixtureWith(t testing.TB, extra map[string]any, prep func(*Plugin)) *fixture {
+	t.Helper()
 	h := sdktest.NewHost()
 	t.Cleanup(h.Close)
 	ps := newPushService(t)
@@ -266,6 +272,9 @@ func newFixture(t testing.TB, extra map[string]any) *fixture {
 	}
 	p := New()
 	p.client = ps.srv.Client()
+	if prep != nil {
+		prep(p)
+	}
 	sdktest.Start(t, context.Background(), p, h, cfg)
 	return &fixture{p: p, h: h, ps: ps, keys: keys}
 }

@@ -49,6 +49,8 @@ type Plugin struct {
 	cfg        Config
 	subscriber string // VAPID subject in webpush-go's form
 	client     webpushClient
+	gqlClient  *http.Client // reaches graphql_url (settable before Start in tests)
+	loads      flightGroup  // Hasura lookups in flight, by user
 
 	keyMu sync.Mutex
 	vapid *vapidKeys // nil until configured or loaded
@@ -107,6 +109,9 @@ func (p *Plugin) Start(ctx context.Context, host sdk.Host, raw json.RawMessage) 
 			// redirects keeps the endpoint the only address we POST to.
 			CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },
 		}
+	}
+	if p.gqlClient == nil {
+		p.gqlClient = &http.Client{Timeout: hasuraTimeout}
 	}
 	if cfg.VAPIDPublicKey != "" {
 		p.vapid = &vapidKeys{Public: cfg.VAPIDPublicKey, Private: cfg.VAPIDPrivateKey}

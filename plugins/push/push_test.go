@@ -596,10 +596,11 @@ func TestDescribe(t *testing.T) {
 // TestSubprocess runs the plugin the way the host runs it.
 func TestSubprocess(t *testing.T) {
 	keys := testVAPID(t)
+	fh := newFakeHasura(t) // u1 has no subscription there either
 	sp := sdktest.StartSubprocess(t, Name, sdktest.WithConfig(map[string]any{
 		"vapid_public_key": keys.Public, "vapid_private_key": keys.Private,
 		"vapid_subject": "https://app.example.org", "event_secret": testSecret,
-		"graphql_url": "http://hasura:8080/v1/graphql", "admin_secret": "x",
+		"graphql_url": fh.url(), "admin_secret": testAdminSecret,
 	}))
 	resp, err := sp.HTTP(sdk.HTTPRequest{Method: http.MethodPost, Path: RouteVAPIDPublicKey,
 		Header: http.Header{"X-Hasura-Event-Secret": {testSecret}}, Body: []byte(`{}`)})
@@ -616,6 +617,9 @@ func TestSubprocess(t *testing.T) {
 	emits := sp.Host.Emits()
 	if len(emits) != 1 || emits[0].To != sdk.UserTarget("u1") || emits[0].Event != EventNotification {
 		t.Fatalf("emits = %+v", emits)
+	}
+	if n := fh.queries("u1"); n != 1 {
+		t.Errorf("%d Hasura queries from the subprocess, want 1", n)
 	}
 	var got Notification
 	if err := emits[0].Arg(0, &got); err != nil || got != testNotification {
