@@ -35,7 +35,8 @@ type Config struct {
 	// remembered for UPDATE/DELETE permission checks (default "720h").
 	MessageRecordTTL Duration `json:"message_record_ttl"`
 	// Moderators are the user ids that get "Message reported" notifications
-	// from POST /chat/flag/inserted.
+	// from POST /chat/flag/inserted when the directory cannot name the
+	// conference's moderators (the static directory, a Hasura error).
 	Moderators []string `json:"moderators"`
 	// Writeback declares and consumes the durable chat.messages.writeback and
 	// chat.reactions.writeback queues and writes their messages to Hasura

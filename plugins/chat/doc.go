@@ -177,10 +177,16 @@
 //     DELETE SREM and chat.unsubscribed; UPDATE only moves the set entry.
 //   - pinChanged: the same with chat:pins.<chatId>, chat.pinned/unpinned and
 //     chat:chat.pins.<registrantId>.
-//   - flag/inserted: notification{title "Message reported", description,
-//     subtitle "Reason: <type>"} to every user id in config moderators. Looking
-//     moderators up in Hasura (the original) is future work; the original's
-//     linkURL needs the conference slug and is omitted.
+//   - flag/inserted: notification{title "Message reported", description "A
+//     message has been reported. Please go to the moderation hub to resolve
+//     it.", linkURL "/conference/<slug>/manage/chats/moderation", subtitle
+//     "Reason: <type>"} to the moderators of the flagged message's conference
+//     from Directory.MessageModerators (Hasura, uncached: registrants in an
+//     enabled group whose role grants CONFERENCE_MODERATE_ATTENDEES), as the
+//     original; a conference without moderators notifies no one. When the
+//     directory cannot say (the static directory, a message it does not
+//     know, an error, a host older than MessageModerators) every user id in
+//     config moderators gets it instead, without linkURL.
 //
 // The pins and subscriptions sets are built from these webhooks only; after
 // a first deployment they can be filled by re-delivering the triggers as
@@ -249,7 +255,9 @@
 //	send_burst          int       20; per-socket burst
 //	notify_delay        duration  "1500ms"; delay of unread counts and notifications
 //	message_record_ttl  duration  "720h"; how long senders are remembered for UPDATE/DELETE
-//	moderators          []string  user ids notified of flagged messages
+//	moderators          []string  user ids notified of flagged messages when the
+//	                              directory cannot name the conference's moderators
+//	                              (static mode, errors)
 //	writeback           bool      false; consume the writeback queues and write to Hasura
 //	graphql_url         string    Hasura GraphQL URL (required with writeback; also turns on the
 //	                              read-up-to index load and writeback)

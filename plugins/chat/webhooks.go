@@ -158,7 +158,13 @@ func (p *Plugin) rowChanged(ctx context.Context, ev hasuraEvent, setKey func(str
 	return nil
 }
 
-// flagInserted notifies the configured moderators of a reported message.
+// flagInserted notifies the moderators of a reported message (§8.3): the
+// conference's moderators from the directory (Directory.MessageModerators),
+// with a link to its moderation hub, as the original. When the directory
+// cannot say (the static directory, an unknown message, an error, a host
+// older than MessageModerators) the configured moderators get the
+// notification instead, without a link: the plugin does not know the
+// message's conference.
 func (p *Plugin) flagInserted(ctx context.Context, ev hasuraEvent) error {
 	if ev.Op != "INSERT" && ev.Op != "MANUAL" {
 		return nil
@@ -176,8 +182,28 @@ func (p *Plugin) flagInserted(ctx context.Context, ev hasuraEvent) error {
 		Description: "A message has been reported. Please go to the moderation hub to resolve it.",
 		Subtitle:    "Reason: " + typ,
 	}
+	users := p.cfg.Moderators
+	if sid, _ := kit.JSONString(row["messageSId"]); sid != "" {
+		m, found, err := p.host.Directory().MessageModerators(ctx, sid)
+		switch {
+		case err != nil:
+			p.log.Warn("chat: message moderators unavailable; notifying the configured moderators", "message", sid, "err", err)
+		case !found:
+			p.log.Info("chat: reported message unknown to the directory; notifying the configured moderators", "message", sid)
+		default:
+			// As the original: the conference's moderators only, even
+			// when it has none.
+			users = m.UserIDs
+			if m.ConferenceSlug != "" {
+				n.LinkURL = "/conference/" + m.ConferenceSlug + "/manage/chats/moderation"
+			}
+			if len(users) == 0 {
+				p.log.Warn("chat: reported message's conference has no moderators", "message", sid, "conference", m.ConferenceSlug)
+			}
+		}
+	}
 	var errs []error
-	for _, uid := range p.cfg.Moderators {
+	for _, uid := range users {
 		if err := p.notify(ctx, uid, n); err != nil {
 			errs = append(errs, fmt.Errorf("notify %s: %w", uid, err))
 		}

@@ -27,6 +27,8 @@ const (
 	// dirChatDetails was added after the others: a host without it answers
 	// Unimplemented, which the plugin sees as an error.
 	dirChatDetails = "ChatDetails"
+	// dirMessageModerators came later still; the same applies.
+	dirMessageModerators = "MessageModerators"
 )
 
 // registrantResult is the JSON result of Directory "Registrant".
@@ -39,6 +41,12 @@ type registrantResult struct {
 type chatDetailsResult struct {
 	Details ChatDetails `json:"details"`
 	Found   bool        `json:"found"`
+}
+
+// messageModeratorsResult is the JSON result of Directory "MessageModerators".
+type messageModeratorsResult struct {
+	Moderators ConferenceModerators `json:"moderators"`
+	Found      bool                 `json:"found"`
 }
 
 // ---- host side ----
@@ -176,6 +184,13 @@ func callDirectory(ctx context.Context, dir Directory, method string, raw []byte
 		}
 		var r chatDetailsResult
 		r.Details, r.Found, err = dir.ChatDetails(ctx, a)
+		res = r
+	case dirMessageModerators:
+		if err := decodeArgs(method, raw, &a); err != nil {
+			return nil, err
+		}
+		var r messageModeratorsResult
+		r.Moderators, r.Found, err = dir.MessageModerators(ctx, a)
 		res = r
 	default:
 		return nil, status.Errorf(codes.Unimplemented, "directory: unknown method %q", method)
@@ -343,6 +358,12 @@ func (d remoteDirectory) ChatDetails(ctx context.Context, chatID string) (ChatDe
 	var r chatDetailsResult
 	err := d.call(ctx, dirChatDetails, &r, chatID)
 	return r.Details, r.Found, err
+}
+
+func (d remoteDirectory) MessageModerators(ctx context.Context, messageSID string) (ConferenceModerators, bool, error) {
+	var r messageModeratorsResult
+	err := d.call(ctx, dirMessageModerators, &r, messageSID)
+	return r.Moderators, r.Found, err
 }
 
 // deliverySeqKey marks the ctx of an OnDelivery call with the delivery's

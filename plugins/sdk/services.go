@@ -106,6 +106,21 @@ type Directory interface {
 	// older than this method gets an error (the host answers Unimplemented),
 	// so callers treat an error as "details unavailable".
 	ChatDetails(ctx context.Context, chatID string) (d ChatDetails, found bool, err error)
+	// MessageModerators names who moderates the conference of a chat message
+	// (by sId), for "Message reported" notifications (§8.3); found is false
+	// when the message is unknown. Like ChatDetails it was added later: an
+	// older host answers Unimplemented, so callers treat an error as
+	// "moderators unavailable".
+	MessageModerators(ctx context.Context, messageSID string) (m ConferenceModerators, found bool, err error)
+}
+
+// ConferenceModerators are the moderators of a message's conference (§8.3).
+type ConferenceModerators struct {
+	// ConferenceSlug is the slug of the message's conference (for linkURL).
+	ConferenceSlug string `json:"conferenceSlug"`
+	// UserIDs are the users of the conference's registrants in an enabled
+	// group whose role grants CONFERENCE_MODERATE_ATTENDEES, each once.
+	UserIDs []string `json:"userIds,omitempty"`
 }
 
 // ChatDetails is what a chat notification shows about the chat (§6.2).

@@ -608,3 +608,48 @@ func TestEmitsBeforeLeaveArriveFirst(t *testing.T) {
 		}
 	})
 }
+
+// TestHostServicesMessageModerators round-trips Directory.MessageModerators
+// from the plugin's side: found, not found, and an error.
+func TestHostServicesMessageModerators(t *testing.T) {
+	forEachMode(t, func(t *testing.T, mode string) {
+		p := &sdktest.Plugin{}
+		_, h := started(t, mode, p, `{}`)
+		ctx := context.Background()
+		var asked []string
+		var mu sync.Mutex
+		h.Dir.MessageModeratorsFunc = func(_ context.Context, sid string) (sdk.ConferenceModerators, bool, error) {
+			mu.Lock()
+			asked = append(asked, sid)
+			mu.Unlock()
+			switch sid {
+			case "m1":
+				return sdk.ConferenceModerators{ConferenceSlug: "c1", UserIDs: []string{"u1", "u2"}}, true, nil
+			case "m-empty":
+				return sdk.ConferenceModerators{ConferenceSlug: "c2"}, true, nil
+			case "m-err":
+				return sdk.ConferenceModerators{}, false, errors.New("hasura down")
+			}
+			return sdk.ConferenceModerators{}, false, nil
+		}
+		dir := p.Host().Directory()
+		if m, found, err := dir.MessageModerators(ctx, "m1"); err != nil || !found ||
+			!reflect.DeepEqual(m, sdk.ConferenceModerators{ConferenceSlug: "c1", UserIDs: []string{"u1", "u2"}}) {
+			t.Errorf("MessageModerators = %+v %v %v", m, found, err)
+		}
+		if m, found, err := dir.MessageModerators(ctx, "m-empty"); err != nil || !found || m.ConferenceSlug != "c2" || len(m.UserIDs) != 0 {
+			t.Errorf("MessageModerators(no moderators) = %+v %v %v", m, found, err)
+		}
+		if m, found, err := dir.MessageModerators(ctx, "zz"); err != nil || found || !reflect.DeepEqual(m, sdk.ConferenceModerators{}) {
+			t.Errorf("MessageModerators(missing) = %+v found=%v err=%v", m, found, err)
+		}
+		if _, found, err := dir.MessageModerators(ctx, "m-err"); err == nil || found || !containsStr(err.Error(), "hasura down") {
+			t.Errorf("MessageModerators(error) found=%v err=%v, want the directory's error", found, err)
+		}
+		mu.Lock()
+		defer mu.Unlock()
+		if !reflect.DeepEqual(asked, []string{"m1", "m-empty", "zz", "m-err"}) {
+			t.Errorf("directory asked for %v", asked)
+		}
+	})
+}

@@ -309,6 +309,8 @@ type Directory struct {
 	CanAccessEventFunc  func(ctx context.Context, s sdk.Socket, eventID string) (bool, error)
 	IsEventChairFunc    func(ctx context.Context, s sdk.Socket, eventID string) (bool, error)
 	ChatDetailsFunc     func(ctx context.Context, chatID string) (sdk.ChatDetails, bool, error)
+	// MessageModeratorsFunc answers MessageModerators (nil: not found).
+	MessageModeratorsFunc func(ctx context.Context, messageSID string) (sdk.ConferenceModerators, bool, error)
 }
 
 var _ sdk.Directory = (*Directory)(nil)
@@ -360,6 +362,13 @@ func (d *Directory) ChatDetails(ctx context.Context, chatID string) (sdk.ChatDet
 		return sdk.ChatDetails{}, false, nil
 	}
 	return d.ChatDetailsFunc(ctx, chatID)
+}
+
+func (d *Directory) MessageModerators(ctx context.Context, messageSID string) (sdk.ConferenceModerators, bool, error) {
+	if d.MessageModeratorsFunc == nil {
+		return sdk.ConferenceModerators{}, false, nil
+	}
+	return d.MessageModeratorsFunc(ctx, messageSID)
 }
 
 // ---- helpers ----
