@@ -266,6 +266,23 @@ func newAfterRuns() afterRuns {
 	return afterRuns{slots: make(chan struct{}, maxAfterInFlight), tails: map[string]chan struct{}{}}
 }
 
+// waitAfterRuns waits (bounded by ctx) until the bookkeeping of every send
+// of chatID this process has acked so far is done: a count asked for right
+// after an ack then includes that message. Runs of one chat are chained, so
+// waiting for the newest waits for all of them.
+func (p *Plugin) waitAfterRuns(ctx context.Context, chatID string) {
+	p.after.mu.Lock()
+	tail := p.after.tails[chatID]
+	p.after.mu.Unlock()
+	if tail == nil {
+		return
+	}
+	select {
+	case <-tail:
+	case <-ctx.Done():
+	}
+}
+
 // afterPublishInOrder runs afterPublish after the previous runs of the same
 // chat, in the background: the send has been acked, and the socket's next
 // event need not wait for this round trip. Stop waits for these runs

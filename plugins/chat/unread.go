@@ -113,6 +113,7 @@ func (p *Plugin) unreadRequest(ctx context.Context, e sdk.Event) {
 	if !p.canSelect(ctx, e, chatID) {
 		return
 	}
+	p.waitAfterRuns(ctx, chatID)
 	if err := p.sendUnreadCount(ctx, chatID, e.Socket.UserID); err != nil {
 		p.log.Error("chat.unreadCount.request", "chat", chatID, "user", e.Socket.UserID, "err", err)
 	}
@@ -129,6 +130,7 @@ func (p *Plugin) setReadUpToEvent(ctx context.Context, e sdk.Event) {
 	if !p.canSelect(ctx, e, chatID) {
 		return
 	}
+	p.waitAfterRuns(ctx, chatID)
 	if err := p.setReadUpTo(ctx, chatID, e.Socket.UserID, msgSID); err != nil {
 		p.log.Error("chat.unreadCount.setReadUpTo", "chat", chatID, "user", e.Socket.UserID, "err", err)
 		return

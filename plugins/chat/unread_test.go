@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"slices"
 	"testing"
+	"time"
 
 	"github.com/clowdr/realtime/plugins/sdk"
 	"github.com/clowdr/realtime/plugins/sdk/sdktest"
@@ -254,4 +255,40 @@ func TestStopCancelsPendingFollowUps(t *testing.T) {
 		t.Fatal(err)
 	}
 	p.waitTasks()
+}
+
+// A count asked for right after an ack includes the acked message: the
+// request waits for the chat's background bookkeeping (afterPublish's ZADD)
+// that this process still runs. Found by the e2e suite, which once got "2"
+// for three acked messages.
+func TestUnreadCountWaitsForBookkeeping(t *testing.T) {
+	p, h := newTestPlugin(t, nil)
+	// A pending afterPublish run of chat1, as afterPublishInOrder leaves it.
+	done := make(chan struct{})
+	p.after.mu.Lock()
+	p.after.tails[chat1] = done
+	p.after.mu.Unlock()
+
+	answered := make(chan error, 1)
+	go func() {
+		_, err := sdktest.Event(t, context.Background(), p, alice, EventUnreadCountRequest, chat1)
+		answered <- err
+	}()
+	select {
+	case err := <-answered:
+		t.Fatalf("the request was answered (%v, %+v) before the pending bookkeeping ran", err, emitsNamed(h, "chat.unreadCount.update"))
+	case <-time.After(200 * time.Millisecond):
+	}
+	// The bookkeeping records the message, then finishes.
+	if _, err := h.Redis().ZAdd(recentMessagesKey(chat1), 1000, "m0"); err != nil {
+		t.Fatal(err)
+	}
+	close(done)
+	if err := <-answered; err != nil {
+		t.Fatal(err)
+	}
+	ups := emitsNamed(h, "chat.unreadCount.update")
+	if len(ups) != 1 || argsJSON(ups[0]) != fmt.Sprintf(`[%q,"1"]`, chat1) {
+		t.Fatalf("updates = %+v, want one with count \"1\"", ups)
+	}
 }
