@@ -30,6 +30,13 @@ type Config struct {
 	// MaxListsPerSocket bounds the pages one socket can be present on at once;
 	// key "max_lists_per_socket", default 64.
 	MaxListsPerSocket int
+	// Recheck is how long after a transition that followed another
+	// process's delta of the same user and page within RecheckMark the
+	// plugin re-sends the user's current state on that page ("entered" or
+	// "left"), so observers whose deltas arrived swapped converge (see
+	// recheck.go); key "recheck", default 1s, "0s" turns it off. It must
+	// exceed the Redis pub/sub latency between instances.
+	Recheck time.Duration
 }
 
 // DefaultConfig returns the defaults.
@@ -42,6 +49,7 @@ func DefaultConfig() Config {
 		EventsPerSecond:   20,
 		EventBurst:        40,
 		MaxListsPerSocket: 64,
+		Recheck:           time.Second,
 	}
 }
 
@@ -54,12 +62,14 @@ type rawConfig struct {
 	EventsPerSecond   *float64 `json:"events_per_second"`
 	EventBurst        *int     `json:"event_burst"`
 	MaxListsPerSocket *int     `json:"max_lists_per_socket"`
+	Recheck           *string  `json:"recheck"`
 }
 
 // Limits on config values, so a typo cannot make the plugin unbounded.
 const (
 	maxMaxPathBytes = 64 << 10
 	maxListsLimit   = 10000
+	maxRecheck      = time.Minute
 )
 
 // ParseConfig reads the plugin's JSON config (nil, empty or null = all
@@ -85,6 +95,7 @@ func ParseConfig(raw json.RawMessage) (Config, error) {
 		{"window", rc.Window, &cfg.Window},
 		{"refresh_interval", rc.RefreshInterval, &cfg.RefreshInterval},
 		{"sweep_interval", rc.SweepInterval, &cfg.SweepInterval},
+		{"recheck", rc.Recheck, &cfg.Recheck},
 	}
 	for _, d := range durs {
 		if d.src == nil {
@@ -137,6 +148,9 @@ func (c Config) validate() error {
 	if c.EventBurst < 1 {
 		bad("event_burst", "must be >= 1, got %d", c.EventBurst)
 	}
+	if c.Recheck < 0 || c.Recheck > maxRecheck {
+		bad("recheck", "must be in [0s, %s], got %s", maxRecheck, c.Recheck)
+	}
 	if c.MaxListsPerSocket < 1 || c.MaxListsPerSocket > maxListsLimit {
 		bad("max_lists_per_socket", "must be in [1, %d], got %d", maxListsLimit, c.MaxListsPerSocket)
 	}
@@ -150,4 +164,12 @@ func (c Config) validate() error {
 // socket's pages could no longer be found and its user would stay listed.
 func (c Config) sessionListsTTL() time.Duration {
 	return max(24*time.Hour, 4*c.Window)
+}
+
+// RecheckMark is how long a transition's mark (PresenceDelta:<listId>:<userId>)
+// lives: a later transition of the same user and page by another process
+// within it schedules a recheck. It covers the recheck delay and the
+// pub/sub latency it allows for, with room to spare.
+func (c Config) RecheckMark() time.Duration {
+	return 5 * c.Recheck
 }

@@ -35,6 +35,12 @@ func TestParseConfig(t *testing.T) {
 		{name: "zero rate", raw: `{"events_per_second":0}`, wantErr: "events_per_second"},
 		{name: "zero burst", raw: `{"event_burst":0}`, wantErr: "event_burst"},
 		{name: "zero lists", raw: `{"max_lists_per_socket":0}`, wantErr: "max_lists_per_socket"},
+		{name: "recheck", raw: `{"recheck":"250ms"}`, want: func(c Config) bool {
+			return c.Recheck == 250*time.Millisecond && c.RecheckMark() == 1250*time.Millisecond
+		}},
+		{name: "recheck off", raw: `{"recheck":"0s"}`, want: func(c Config) bool { return c.Recheck == 0 && c.RecheckMark() == 0 }},
+		{name: "negative recheck", raw: `{"recheck":"-1s"}`, wantErr: "recheck"},
+		{name: "huge recheck", raw: `{"recheck":"2h"}`, wantErr: "recheck"},
 		{name: "not an object", raw: `[1]`, wantErr: "presence config"},
 	}
 	for _, tt := range tests {

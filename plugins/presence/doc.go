@@ -67,17 +67,27 @@
 // it would take per-list versions from the scripts and a reorder buffer
 // before the emit.
 //
-// Across instances the order is NOT guaranteed: instance A's delta reaches
-// B's observers through Redis pub/sub, while B's own deltas go straight to
-// them, so a "left" from A's sweeper and an "entered" from B's enterPage for
-// the same user and list, made back to back, can reach B's (or a third
-// instance's) observers swapped. Such an observer's view of that user on
-// that list stays wrong until the user's next change on the list or the
-// next observePage. Every delta is still delivered once, and Redis (hence
-// every later snapshot) is always right. The "presences" snapshot is not
-// ordered with concurrent deltas either (a delta made just after the
-// snapshot was read may arrive before it).
-//
+// Across instances the order is not guaranteed by itself: instance A's
+// delta reaches B's observers through Redis pub/sub, while B's own deltas go
+// straight to them, so a "left" from A (a disconnect, a sweep) and an
+// "entered" from B for the same user and list, made back to back, can reach
+// B's (or a third instance's) observers swapped. Rechecks repair that
+// (recheck.go): every script that sends a delta marks it in
+// PresenceDelta:<listId>:<userId> with the host instance's id, and a
+// transition that finds the previous delta marked by another instance
+// re-sends the user's current state on the list ("entered" or "left")
+// `recheck` (1s) later, under the list's lock; the re-send is marked too,
+// so a transition racing it is rechecked in turn. The browser client keeps a
+// Set per list, so a repeated delta is a no-op there. An observer whose
+// deltas arrived swapped is therefore right again within `recheck`, as long
+// as pub/sub delivers within that time. Every delta is delivered once, and
+// Redis (hence every later snapshot) is always right. The "presences"
+// snapshot is not ordered with concurrent deltas: a delta made just before
+// the snapshot was read may arrive after it and is applied on top, which
+// ends right when the list's deltas arrive in order, and the recheck repairs
+// the cross-instance case. A delta made after the read is never missed: the
+// room was joined first.
+
 // # List ids
 //
 //	path starts with "/conference/":  slug = strings.Split(path, "/")[2]
@@ -108,6 +118,8 @@
 //	                                                                                                    socket's last list is left, exitall.lua (ZREM)
 //	Presence.SocketUser                          HASH  socketId -> userId                  none         enter.lua, refresh.lua (HSET); exit.lua, exitall.lua
 //	                                                                                                    (HDEL)
+//	PresenceDelta:<listId>:<userId>              STR   instance id of the last delta sent  5*recheck    mark.lua (SET PX), run by enter.lua, exit.lua,
+//	                                                   for the user on the list                         exitall.lua and recheck.lua (none if recheck is 0)
 //
 // Invariant (every script is atomic, so it holds between scripts whatever
 // runs concurrently): userId ∈ PresenceList:<l> exactly when
@@ -119,12 +131,13 @@
 // (SCAN PresenceList:*, skipping keys with ":UserSessions:") keeps working;
 // the UserSessions keys changed from SET to ZSET, so data written by the Node
 // service must be flushed first (admin /flush). /flush should delete
-// PresenceList:*, SessionLists:*, Presence.Sockets and Presence.SocketUser;
-// live instances re-create their sockets' state within one refresh_interval
-// (emitting "entered" again). The scripts touch keys they build from their
-// arguments, so they need a standalone Redis (not Redis Cluster). The
-// scripts are sent without their comments (compactLua), since every call
-// carries its script's text to the host.
+// PresenceList:*, SessionLists:*, Presence.Sockets and Presence.SocketUser
+// (PresenceDelta:* expire within seconds); live instances re-create their
+// sockets' state within one refresh_interval (emitting "entered" again). The
+// scripts touch keys they build from their arguments, so they need a
+// standalone Redis (not Redis Cluster). The scripts are sent without their
+// comments (compactLua), since every call carries its script's text to the
+// host.
 //
 // SessionLists' TTL is only a backstop against orphaned keys; it is long on
 // purpose, so that even after every instance was down for a while the sweeper
@@ -166,6 +179,7 @@
 //	events_per_second     number    20    per-socket rate of presence events
 //	event_burst           int       40    per-socket burst
 //	max_lists_per_socket  int       64    lists one socket can be on at once
+//	recheck               duration  1s    delay of a recheck (Delta order); 0s = none; at most 1m
 //
 // Durations use Go syntax ("45s", "500ms"). Unknown keys are an error.
 package presence

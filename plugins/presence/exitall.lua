@@ -1,10 +1,13 @@
--- exitall.lua: a socket is gone (disconnect) or expired (sweeper).
+-- exitall.lua: a socket is gone (disconnect) or expired (sweeper)
+-- (mark.lua comes first).
 -- KEYS[1] Presence.Sockets   KEYS[2] Presence.SocketUser   KEYS[3] SessionLists:<socketId>
 -- ARGV[1] socketId  ARGV[2] now (unix ms)  ARGV[3] "1" = sweep: only if the
 -- socket's deadline has passed  ARGV[4] userId to use when Presence.SocketUser
--- has none ("" = unknown)
--- Returns {} when nothing was done, else {userId, listId...} with the listIds
--- the user was removed from (=> emit "left" for each).
+-- has none ("" = unknown)  ARGV[5] instance id  ARGV[6] mark TTL (ms,
+-- '0' = none)
+-- Returns {} when nothing was done, else {userId, listId, recheck, ...} with
+-- the listIds the user was removed from (=> emit "left" for each; recheck
+-- '1' => schedule a recheck, see mark.lua).
 local sid, now = ARGV[1], tonumber(ARGV[2])
 if ARGV[3] == '1' then
   local d = redis.call('ZSCORE', KEYS[1], sid)
@@ -26,6 +29,7 @@ if uid ~= '' then
     if redis.call('ZCARD', sk) == 0 then
       if redis.call('SREM', 'PresenceList:' .. l, uid) == 1 then
         out[#out + 1] = l
+        out[#out + 1] = tostring(mark(l, uid, ARGV[5], ARGV[6]))
       end
     end
   end

@@ -2,6 +2,7 @@ package presence
 
 import (
 	"context"
+	"fmt"
 	"net/url"
 	"slices"
 	"sync"
@@ -83,11 +84,15 @@ type backend struct {
 	newHost func(t *testing.T) *testHost
 }
 
+// peers numbers the instance ids of peer.
+var peers atomic.Int64
+
 // peer returns another host instance on h's store.
 func peer(t *testing.T, h *testHost) *testHost {
 	t.Helper()
 	sh := sdktest.NewHost()
 	t.Cleanup(sh.Close)
+	sh.ID = fmt.Sprintf("peer-%d", peers.Add(1))
 	return &testHost{Host: sh, store: h.store}
 }
 
@@ -149,10 +154,11 @@ func (c *clock) Now() time.Time          { return time.UnixMilli(c.ms.Load()) }
 func (c *clock) Advance(d time.Duration) { c.ms.Add(d.Milliseconds()) }
 
 // quietConfig has background loops too slow to run during a test: tests
-// drive refresh and sweep by hand.
+// drive refresh and sweep by hand. Rechecks are off (no emits a second
+// later); recheck_test.go turns them on.
 var quietConfig = map[string]any{
 	"window": "45s", "refresh_interval": "15s", "sweep_interval": "1h",
-	"events_per_second": 1e6, "event_burst": 1 << 20,
+	"events_per_second": 1e6, "event_burst": 1 << 20, "recheck": "0s",
 }
 
 // startPlugin starts a plugin on h with clk (nil = real time) and config

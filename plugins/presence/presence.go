@@ -81,12 +81,17 @@ type Plugin struct {
 
 	// order serialises each list's transitions and their deltas (locks.go).
 	order listLocks
+	// token tells this instance's delta marks from other instances' (recheck.go).
+	token string
 
 	mu      sync.Mutex
 	sockets map[string]*socketState
 	started bool
 	cancel  context.CancelFunc
-	wg      sync.WaitGroup
+	// bgCtx is the background loops' context; rechecks run under it.
+	bgCtx    context.Context
+	rechecks map[recheckKey]*time.Timer
+	wg       sync.WaitGroup
 }
 
 // socketState is what the plugin remembers about one of its sockets. mu
@@ -148,12 +153,16 @@ func (p *Plugin) Start(_ context.Context, host sdk.Host, config json.RawMessage)
 	}
 	p.started = true
 	p.host, p.store, p.cfg = host, host.Store(), cfg
+	p.token = host.InstanceID()
+	if p.token == "" {
+		p.token = newToken()
+	}
 	p.log = host.Logger()
 	if p.log == nil {
 		p.log = slog.New(slog.DiscardHandler)
 	}
 	ctx, cancel := context.WithCancel(context.Background())
-	p.cancel = cancel
+	p.cancel, p.bgCtx = cancel, ctx
 	p.wg.Add(2)
 	go p.loop(ctx, cfg.RefreshInterval, p.refreshAll)
 	go p.loop(ctx, cfg.SweepInterval, p.sweep)
@@ -168,6 +177,7 @@ func (p *Plugin) Stop(ctx context.Context) error {
 	p.mu.Lock()
 	cancel := p.cancel
 	p.cancel = nil
+	p.stopRechecks()
 	p.mu.Unlock()
 	if cancel == nil {
 		return nil
@@ -415,13 +425,14 @@ func (p *Plugin) enterOrdered(ctx context.Context, s sdk.Socket, lists []string)
 	if err != nil {
 		return fmt.Errorf("presence enter: %w", err)
 	}
-	added, err := p.enter(ctx, s.ID, args)
+	added, recheck, err := p.enter(ctx, s.ID, args)
 	var emitErr error
 	if err == nil {
 		emitErr = p.emitDeltas(ctx, EvEntered, s.UserID, added)
 	}
 	unlock()
 	p.logEmitErr(EvEntered, s.UserID, emitErr)
+	p.scheduleRecheck(s.UserID, recheck)
 	return err
 }
 
@@ -433,13 +444,16 @@ func (p *Plugin) exitOrdered(ctx context.Context, s sdk.Socket, listID string) e
 	if err != nil {
 		return fmt.Errorf("presence leave: %w", err)
 	}
-	left, err := p.exit(ctx, s, listID, now)
+	left, recheck, err := p.exit(ctx, s, listID, now)
 	var emitErr error
 	if err == nil && left {
 		emitErr = p.emitDeltas(ctx, EvLeft, s.UserID, []string{listID})
 	}
 	unlock()
 	p.logEmitErr(EvLeft, s.UserID, emitErr)
+	if recheck {
+		p.scheduleRecheck(s.UserID, []string{listID})
+	}
 	return err
 }
 
@@ -452,11 +466,12 @@ func (p *Plugin) exitAllOrdered(ctx context.Context, socketID, userID string, sw
 	if err != nil {
 		return "", nil, fmt.Errorf("presence exit: %w", err)
 	}
-	uid, left, err := p.exitAllAt(ctx, socketID, userID, sweep, now)
+	uid, left, recheck, err := p.exitAllAt(ctx, socketID, userID, sweep, now)
 	if err != nil {
 		unlock()
 		return "", nil, err
 	}
+	defer p.scheduleRecheck(uid, recheck)
 	locked, late := left, []string(nil)
 	if !allIn(left, lists) {
 		locked = slices.DeleteFunc(slices.Clone(left), func(l string) bool {

@@ -98,10 +98,23 @@ func wantMembers(t *testing.T, h *testHost, listID string, want ...string) {
 	}
 }
 
+// wantNoKeys checks that nothing is left but delta marks, which expire on
+// their own (RecheckMark of the default config).
 func wantNoKeys(t *testing.T, h *testHost) {
 	t.Helper()
-	if k := allKeys(t, h.Store()); len(k) != 0 {
-		t.Fatalf("keys left behind: %v", k)
+	var left []string
+	for _, k := range allKeys(t, h.Store()) {
+		if !strings.HasPrefix(k, DeltaMarkPrefix) {
+			left = append(left, k)
+			continue
+		}
+		ttl, err := sdk.Int64(h.Store().Do(context.Background(), "PTTL", k))
+		if err != nil || ttl <= 0 || ttl > DefaultConfig().RecheckMark().Milliseconds() {
+			t.Fatalf("PTTL %s = %d, %v; want in (0, %v]", k, ttl, err, DefaultConfig().RecheckMark())
+		}
+	}
+	if len(left) != 0 {
+		t.Fatalf("keys left behind: %v", left)
 	}
 }
 
@@ -460,7 +473,7 @@ func scSweepRefreshed(t *testing.T, b backend) {
 	clk.Advance(40 * time.Second)
 	p1.refreshAll(context.Background())
 	clk.Advance(10 * time.Second)
-	uid, left, err := p2.exitAll(context.Background(), alice1.ID, "", true)
+	uid, left, _, err := p2.exitAll(context.Background(), alice1.ID, "", true)
 	if err != nil || uid != "" || left != nil {
 		t.Fatalf("sweep of a live socket = %q, %v, %v; want nothing", uid, left, err)
 	}

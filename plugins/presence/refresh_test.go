@@ -116,7 +116,8 @@ func scBatchedRefresh(t *testing.T, b backend) {
 // TestCompactLua: the scripts sent carry no comments but every command.
 func TestCompactLua(t *testing.T) {
 	for _, sc := range []struct{ src, sent string }{
-		{enterSrc, enterScript}, {exitSrc, exitScript}, {exitAllSrc, exitAllScript},
+		{markSrc + enterSrc, enterScript}, {markSrc + exitSrc, exitScript},
+		{markSrc + exitAllSrc, exitAllScript}, {markSrc + recheckSrc, recheckScript},
 		{expiredSrc, expiredScript}, {refreshSrc, refreshScript},
 	} {
 		if len(sc.sent) >= len(sc.src) || strings.Contains(sc.sent, "--") {

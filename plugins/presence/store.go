@@ -25,6 +25,10 @@ const (
 	SocketsKey = "Presence.Sockets"
 	// SocketUserKey is the HASH socketId -> userId.
 	SocketUserKey = "Presence.SocketUser"
+	// DeltaMarkPrefix + listId + ":" + userId is a STRING with a TTL: the
+	// token of the plugin process that last sent that user's delta on that
+	// page (mark.lua, recheck.go).
+	DeltaMarkPrefix = "PresenceDelta:"
 )
 
 // RoomPrefix + listId is the room of a page's observers.
@@ -34,14 +38,19 @@ const RoomPrefix = "PresenceQueue:"
 // would otherwise carry to the host (over gRPC in subprocess mode) and the
 // host would hash to find the script's SHA1.
 var (
-	enterScript   = compactLua(enterSrc)
-	exitScript    = compactLua(exitSrc)
-	exitAllScript = compactLua(exitAllSrc)
+	enterScript   = compactLua(markSrc + enterSrc)
+	exitScript    = compactLua(markSrc + exitSrc)
+	exitAllScript = compactLua(markSrc + exitAllSrc)
+	recheckScript = compactLua(markSrc + recheckSrc)
 	expiredScript = compactLua(expiredSrc)
 	refreshScript = compactLua(refreshSrc)
 )
 
 var (
+	//go:embed mark.lua
+	markSrc string
+	//go:embed recheck.lua
+	recheckSrc string
 	//go:embed enter.lua
 	enterSrc string
 	//go:embed exit.lua
@@ -81,26 +90,55 @@ func socketKeys(socketID string) []string {
 // the round trip and the emit.
 func (p *Plugin) enterArgs(s sdk.Socket, lists []string) []any {
 	now := p.now()
-	args := make([]any, 0, 5+len(lists))
+	args := make([]any, 0, enterFixedArgs+len(lists))
 	args = append(args, s.ID, s.UserID, ms(now.Add(p.cfg.Window)), ms(now),
-		strconv.FormatInt(p.cfg.sessionListsTTL().Milliseconds(), 10))
+		strconv.FormatInt(p.cfg.sessionListsTTL().Milliseconds(), 10), p.token, p.markTTL())
 	for _, l := range lists {
 		args = append(args, l)
 	}
 	return args
 }
 
+// enterFixedArgs is the number of enter.lua's arguments before the lists.
+const enterFixedArgs = 7
+
+// markTTL is mark.lua's px argument: the mark's TTL in ms, "0" when
+// rechecks are off.
+func (p *Plugin) markTTL() string {
+	return strconv.FormatInt(p.cfg.RecheckMark().Milliseconds(), 10)
+}
+
 // enter runs enter.lua with args from enterArgs and returns the lists on
-// which the user is new.
-func (p *Plugin) enter(ctx context.Context, socketID string, args []any) ([]string, error) {
-	if len(args) <= 5 {
-		return nil, nil
+// which the user is new, and those of them due a recheck.
+func (p *Plugin) enter(ctx context.Context, socketID string, args []any) (added, recheck []string, err error) {
+	if len(args) <= enterFixedArgs {
+		return nil, nil, nil
 	}
 	out, err := sdk.Strings(p.store.Eval(ctx, enterScript, socketKeys(socketID), args...))
 	if err != nil {
-		return nil, fmt.Errorf("presence enter script: %w", err)
+		return nil, nil, fmt.Errorf("presence enter script: %w", err)
 	}
-	return out, nil
+	added, recheck, err = splitMarked(out)
+	if err != nil {
+		return nil, nil, fmt.Errorf("presence enter script: %w", err)
+	}
+	return added, recheck, nil
+}
+
+// splitMarked parses {listId, recheck, ...} ('1' = due a recheck) into the
+// lists and those due a recheck.
+func splitMarked(v []string) (lists, recheck []string, err error) {
+	if len(v)%2 != 0 {
+		return nil, nil, errors.New("odd reply")
+	}
+	lists = make([]string, 0, len(v)/2)
+	for i := 0; i < len(v); i += 2 {
+		lists = append(lists, v[i])
+		if v[i+1] == "1" {
+			recheck = append(recheck, v[i])
+		}
+	}
+	return lists, recheck, nil
 }
 
 // refreshBatch runs refresh.lua for several sockets at once (one round trip)
@@ -136,37 +174,53 @@ func (p *Plugin) refreshBatch(ctx context.Context, socks []sdk.Socket, lists [][
 	return missing, nil
 }
 
-// exit runs exit.lua and reports whether the user left the list; now is
-// ms(p.now()), read before the list's lock was taken.
-func (p *Plugin) exit(ctx context.Context, s sdk.Socket, listID, now string) (bool, error) {
-	n, err := sdk.Int64(p.store.Eval(ctx, exitScript, socketKeys(s.ID), s.ID, s.UserID, now, listID))
+// exit runs exit.lua and reports whether the user left the list and
+// whether that is due a recheck; now is ms(p.now()), read before the list's
+// lock was taken.
+func (p *Plugin) exit(ctx context.Context, s sdk.Socket, listID, now string) (left, recheck bool, err error) {
+	n, err := sdk.Int64(p.store.Eval(ctx, exitScript, socketKeys(s.ID), s.ID, s.UserID, now, listID, p.token, p.markTTL()))
 	if err != nil {
-		return false, fmt.Errorf("presence exit script: %w", err)
+		return false, false, fmt.Errorf("presence exit script: %w", err)
 	}
-	return n == 1, nil
+	return n >= 1, n == 2, nil
 }
 
 // exitAll runs exitall.lua for socketID; with sweep it does nothing unless
-// the socket's deadline has passed. It returns the user and the lists the
-// user left. An older now (read before waiting for locks) is safe: the sweep
-// check only gets stricter, and entries expired at now are expired later.
-func (p *Plugin) exitAll(ctx context.Context, socketID, userID string, sweep bool) (string, []string, error) {
+// the socket's deadline has passed. It returns the user, the lists the user
+// left and those of them due a recheck. An older now (read before waiting
+// for locks) is safe: the sweep check only gets stricter, and entries
+// expired at now are expired later.
+func (p *Plugin) exitAll(ctx context.Context, socketID, userID string, sweep bool) (string, []string, []string, error) {
 	return p.exitAllAt(ctx, socketID, userID, sweep, ms(p.now()))
 }
 
-func (p *Plugin) exitAllAt(ctx context.Context, socketID, userID string, sweep bool, now string) (string, []string, error) {
+func (p *Plugin) exitAllAt(ctx context.Context, socketID, userID string, sweep bool, now string) (uid string, left, recheck []string, err error) {
 	flag := "0"
 	if sweep {
 		flag = "1"
 	}
-	out, err := sdk.Strings(p.store.Eval(ctx, exitAllScript, socketKeys(socketID), socketID, now, flag, userID))
+	out, err := sdk.Strings(p.store.Eval(ctx, exitAllScript, socketKeys(socketID), socketID, now, flag, userID, p.token, p.markTTL()))
 	if err != nil {
-		return "", nil, fmt.Errorf("presence exitAll script: %w", err)
+		return "", nil, nil, fmt.Errorf("presence exitAll script: %w", err)
 	}
 	if len(out) == 0 {
-		return "", nil, nil
+		return "", nil, nil, nil
 	}
-	return out[0], out[1:], nil
+	left, recheck, err = splitMarked(out[1:])
+	if err != nil {
+		return "", nil, nil, fmt.Errorf("presence exitAll script: %w", err)
+	}
+	return out[0], left, recheck, nil
+}
+
+// present runs recheck.lua: whether the user is on the list, marking the
+// delta the caller will send.
+func (p *Plugin) present(ctx context.Context, listID, userID string) (bool, error) {
+	n, err := sdk.Int64(p.store.Eval(ctx, recheckScript, nil, listID, userID, p.token, p.markTTL()))
+	if err != nil {
+		return false, fmt.Errorf("presence recheck script: %w", err)
+	}
+	return n == 1, nil
 }
 
 // members reads the userIds present on a list.
