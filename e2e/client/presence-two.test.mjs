@@ -58,6 +58,49 @@ test("deltas and snapshots cross instances in both directions", async () => {
   }
 });
 
+test("a user who moves to the other instance at once is rechecked", async () => {
+  // alice leaves on A and enters on B right after: the two deltas reach each
+  // instance's observers by different paths (directly, or Redis pub/sub) and
+  // could arrive swapped, so B re-sends her state (recheck, 1 s by default)
+  // to the observers of both instances.
+  const path = `/conference/demo/room/${unique()}`;
+  const id = listId(path);
+  const obsA = await client("carol", PRESENCE_EVENTS, { url: A });
+  const obsB = await client("dave", PRESENCE_EVENTS, { url: B });
+  const aliceA = await client("alice", PRESENCE_EVENTS, { url: A });
+  const aliceB = await client("alice", PRESENCE_EVENTS, { url: B });
+  try {
+    await observe(obsA, path);
+    await observe(obsB, path);
+    aliceA.socket.emit("enterPage", path);
+    await obsA.log.waitFor("entered", (d) => d.userId === "alice");
+    await obsB.log.waitFor("entered", (d) => d.userId === "alice");
+    const fromA = obsA.log.mark();
+    const fromB = obsB.log.mark();
+    aliceA.socket.emit("leavePage", path);
+    await obsA.log.waitFor("left", (d) => d.userId === "alice", { from: fromA });
+    aliceB.socket.emit("enterPage", path);
+    for (const [obs, from] of [[obsA, fromA], [obsB, fromB]]) {
+      const first = await obs.log.waitFor("entered", (d) => d.userId === "alice", { from });
+      const again = await obs.log.waitFor("entered", (d) => d.userId === "alice", {
+        from: first.index + 1,
+        what: `the recheck's "entered" of alice`,
+      });
+      assert.deepEqual(again.args, [{ listId: id, userId: "alice" }]);
+      // A's "left" and B's first "entered" may come in either order (the
+      // race being repaired); the recheck comes last and leaves her listed.
+      const deltas = obs.log.items
+        .slice(from)
+        .filter((it) => it.name === "entered" || it.name === "left")
+        .map((it) => `${it.name} ${it.args[0].userId}`);
+      assert.deepEqual([...deltas].sort(), ["entered alice", "entered alice", "left alice"], "each delta once, plus the recheck");
+      assert.equal(deltas.at(-1), "entered alice", "the recheck comes last");
+    }
+  } finally {
+    for (const c of [obsA, obsB, aliceA, aliceB]) c.socket.close();
+  }
+});
+
 test("SIGKILL of an instance: its users are reported left by the other", async () => {
   const pid = Number(env("SERVER_PID_B"));
   const within = Number(env("LEFT_WITHIN_MS"));
