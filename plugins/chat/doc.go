@@ -115,14 +115,17 @@
 //     caches:ReadUpToIndex:modified, in one Lua script with the SET;
 //   - every read_up_to_writeback_interval (3 min, the original's) each
 //     instance SPOPs up to 500 entries (atomic: an entry goes to one
-//     instance), MGETs their cached indices (expired ones are skipped),
+//     instance) and, in the same script, claims them for 2 minutes in
+//     caches:ReadUpToIndex:writing, MGETs their cached indices (expired ones are skipped),
 //     resolves each user to their registrant in the chat's conference (query
 //     RegistrantIdsFromChatsAndUsers; users without one are skipped with a
 //     warning, as the original) and upserts the rows with ONE mutation
 //     insert_chat_ReadUpToIndex(on_conflict: ReadUpToIndex_pkey,
 //     update_columns: [messageSId]); it repeats while batches come back
-//     full. A network/HTTP failure SADDs the popped entries back (nothing
-//     lost, except if the process dies between the SPOP and the SADD). A
+//     full. A network/HTTP failure SADDs the popped entries back and the
+//     claim ends (one script). Should the process die mid-batch, the next
+//     writeback after the claim ran out, on any instance, moves the entries
+//     back to the modified set first, so nothing is lost. A
 //     GraphQL refusal (e.g. a foreign-key violation for a message not yet
 //     written back) splits the batch down to the refused row; that row goes
 //     back once and is dropped when refused again with the same messageSId
@@ -203,6 +206,8 @@
 //	caches:ReadUpToIndex:<chatId>¬<userId>   STRING  JSON {chatId,userId,messageSId}      30 days, reset on each write (5 min for a
 //	                                                 (messageSId "" = none)               Hasura miss)
 //	caches:ReadUpToIndex:modified            SET     "<chatId>¬<userId>" to write back    none (Hasura mode only; popped by the writeback)
+//	caches:ReadUpToIndex:writing             ZSET    "<batch>\n<chatId>¬<userId>" being   none (entries leave when written, or go back to
+//	                                                 written, score = claim deadline ms   the modified set when the claim ran out)
 //	chat:message:<sId>, chat:reaction:<sId>  STRING  JSON {chatId,senderId}               message_record_ttl (720h)
 //	rt:stats:chat.messages:<unix minute>     STRING  messages sent that minute (admin page) 1h
 //

@@ -2,6 +2,8 @@ package chat
 
 import (
 	"context"
+	"crypto/rand"
+	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -21,6 +23,14 @@ const (
 	// readUpToModifiedKey is the set of "<chatId>¬<userId>" whose index
 	// changed since the last writeback (the original's key).
 	readUpToModifiedKey = "caches:ReadUpToIndex:modified"
+	// readUpToWritingKey is the ZSET of entries a writeback has popped and
+	// not finished, "<batch>\n<entry>" scored by the claim's deadline (unix
+	// ms): entries whose writer died mid-batch go back to the modified set
+	// once their claim ran out.
+	readUpToWritingKey = "caches:ReadUpToIndex:writing"
+	// readUpToClaim is how long a batch's claim lasts: longer than a tick
+	// (readUpToTickTimeout) plus the put-back after it.
+	readUpToClaim = 2 * time.Minute
 	// readUpToMissTTL is how long "Hasura has no index" is cached: the
 	// original refetched a not-found index at most every 5 minutes.
 	readUpToMissTTL = 5 * time.Minute
@@ -71,6 +81,31 @@ const mInsertReadUpToIndex = `mutation InsertReadUpToIndex($objects: [chat_ReadU
 // empty), marks it modified, atomically so a writeback never misses a write.
 const setReadUpToScript = `redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
 if ARGV[3] ~= '' then redis.call('SADD', KEYS[2], ARGV[3]) end
+return 1`
+
+// claimReadUpToScript returns the entries of writers whose claim ran out
+// (ARGV[1] = now) to the modified set, then pops up to ARGV[3] modified
+// entries and claims them for batch ARGV[4] until ARGV[2], atomically, so
+// an entry is always in one of the two keys until it was written.
+const claimReadUpToScript = `local stale = redis.call('ZRANGEBYSCORE', KEYS[2], '-inf', ARGV[1], 'LIMIT', 0, 10000)
+for _, m in ipairs(stale) do
+  local nl = string.find(m, '\n', 1, true)
+  if nl then redis.call('SADD', KEYS[1], string.sub(m, nl + 1)) end
+  redis.call('ZREM', KEYS[2], m)
+end
+local popped = redis.call('SPOP', KEYS[1], ARGV[3])
+for _, e in ipairs(popped) do
+  redis.call('ZADD', KEYS[2], ARGV[2], ARGV[4] .. '\n' .. e)
+end
+return popped`
+
+// releaseReadUpToScript ends batch ARGV[1]'s claim on its entries
+// (ARGV[3..]), putting the first ARGV[2] of them back into the modified set.
+const releaseReadUpToScript = `local n = tonumber(ARGV[2])
+for i = 3, #ARGV do
+  if i < n + 3 then redis.call('SADD', KEYS[1], ARGV[i]) end
+  redis.call('ZREM', KEYS[2], ARGV[1] .. '\n' .. ARGV[i])
+end
 return 1`
 
 // hasuraMode reports whether the plugin has a Hasura endpoint.
@@ -152,13 +187,19 @@ func (p *Plugin) writeBackReadUpTo(ctx context.Context) error {
 }
 
 // writeBackReadUpToBatch pops up to readUpToBatch modified entries (SPOP is
-// atomic: two instances never pop the same entry), reads their cached
-// indices, resolves each user to their registrant in the chat's conference
-// and upserts the rows with one mutation. The entries of a failed request
-// are added back. It returns how many entries it popped.
+// atomic: two instances never pop the same entry) and claims them for
+// readUpToClaim, reads their cached indices, resolves each user to their
+// registrant in the chat's conference and upserts the rows with one
+// mutation. The entries of a failed request are added back; should this
+// process die before it released the claim, the next writeback after the
+// claim ran out (on any instance) adds them back. It returns how many
+// entries it popped.
 func (p *Plugin) writeBackReadUpToBatch(ctx context.Context) (int, error) {
 	store := p.host.Store()
-	members, err := sdk.Strings(store.Do(ctx, "SPOP", readUpToModifiedKey, readUpToBatch))
+	batch := newBatchID()
+	now := p.now()
+	members, err := sdk.Strings(store.Eval(ctx, claimReadUpToScript, []string{readUpToModifiedKey, readUpToWritingKey},
+		now.UnixMilli(), now.Add(readUpToClaim).UnixMilli(), readUpToBatch, batch))
 	if err != nil {
 		return 0, fmt.Errorf("pop modified read-up-to indices: %w", err)
 	}
@@ -174,20 +215,37 @@ func (p *Plugin) writeBackReadUpToBatch(ctx context.Context) (int, error) {
 		w.write(ctx, rows)
 		back, err = w.back, w.err
 	}
-	if len(back) > 0 {
-		// Not ctx: it may be what failed the request. Re-adding an entry
-		// that a setReadUpTo added meanwhile is harmless (a set).
-		rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
-		defer cancel()
-		args := []any{"SADD", readUpToModifiedKey}
-		for _, m := range back {
+	// Not ctx: it may be what failed the request. Re-adding an entry that a
+	// setReadUpTo added meanwhile is harmless (a set).
+	rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
+	defer cancel()
+	args := make([]any, 0, 2+len(members)+len(back))
+	args = append(args, batch, len(back))
+	isBack := make(map[string]bool, len(back))
+	for _, m := range back {
+		if !isBack[m] {
+			isBack[m] = true
 			args = append(args, m)
 		}
-		if _, rerr := store.Do(rctx, args...); rerr != nil {
-			p.log.Error("chat: read-up-to writeback: could not put entries back; lost", "count", len(back), "err", rerr)
+	}
+	args[1] = len(isBack)
+	for _, m := range members {
+		if !isBack[m] {
+			args = append(args, m)
 		}
 	}
+	if _, rerr := store.Eval(rctx, releaseReadUpToScript, []string{readUpToModifiedKey, readUpToWritingKey}, args...); rerr != nil {
+		p.log.Error("chat: read-up-to writeback: could not release the batch; its entries return to the modified set when the claim runs out",
+			"count", len(members), "back", len(isBack), "claim", readUpToClaim, "err", rerr)
+	}
 	return len(members), err
+}
+
+// newBatchID names one writeback batch's claim.
+func newBatchID() string {
+	var b [8]byte
+	_, _ = rand.Read(b[:]) // never fails (Go 1.24+)
+	return hex.EncodeToString(b[:])
 }
 
 // rutRow is one row of the upsert; member is its modified-set entry.

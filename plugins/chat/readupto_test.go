@@ -14,6 +14,9 @@ import (
 	"testing"
 	"time"
 
+	"github.com/redis/go-redis/v9"
+
+	"github.com/clowdr/realtime/internal/testenv"
 	"github.com/clowdr/realtime/plugins/sdk"
 	"github.com/clowdr/realtime/plugins/sdk/sdktest"
 )
@@ -419,5 +422,106 @@ func TestReadUpToIntervalConfig(t *testing.T) {
 		if _, err := parseConfig(json.RawMessage(bad)); err == nil || !strings.Contains(err.Error(), "read_up_to_writeback_interval") {
 			t.Errorf("%s: err = %v", bad, err)
 		}
+	}
+}
+
+// A writer that popped entries and died before writing them (SIGKILL of the
+// plugin process mid-batch): its claim runs out and the next writeback, on
+// any instance, writes the entries.
+func TestReadUpToWritebackAfterDeadWriter(t *testing.T) {
+	f := &rutHasura{registrants: map[string]string{"alice": regAlice, "bob": regBob}}
+	p, h := newRUTPlugin(t, f, nil)
+	ctx := context.Background()
+	_ = p.setReadUpTo(ctx, chat1, "alice", sid1)
+	_ = p.setReadUpTo(ctx, chat1, "bob", sid2)
+	start := time.Now()
+	claimed, err := sdk.Strings(h.Store().Eval(ctx, claimReadUpToScript, []string{readUpToModifiedKey, readUpToWritingKey},
+		start.UnixMilli(), start.Add(readUpToClaim).UnixMilli(), 1, "dead"))
+	if err != nil || len(claimed) != 1 {
+		t.Fatalf("claim = %v, %v", claimed, err)
+	}
+	// The dead writer's entry is neither written nor lost while its claim lasts.
+	if err := p.writeBackReadUpTo(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if ups := f.upserts(); len(ups) != 1 || len(ups[0]) != 1 {
+		t.Fatalf("upserts = %+v, want the one unclaimed row", ups)
+	}
+	if m, _ := h.Redis().ZMembers(readUpToWritingKey); !slices.Equal(m, []string{"dead\n" + claimed[0]}) {
+		t.Fatalf("claims = %q, want only the dead writer's", m)
+	}
+	// Its claim ran out: the entry goes back and is written.
+	p.now = func() time.Time { return start.Add(readUpToClaim + time.Second) }
+	if err := p.writeBackReadUpTo(ctx); err != nil {
+		t.Fatal(err)
+	}
+	want := rutRow{RegistrantID: regAlice, ChatID: chat1, MessageSID: sid1}
+	if claimed[0] == readUpToMember(chat1, "bob") {
+		want = rutRow{RegistrantID: regBob, ChatID: chat1, MessageSID: sid2}
+	}
+	if ups := f.upserts(); len(ups) != 2 || !slices.Equal(ups[1], []rutRow{want}) {
+		t.Fatalf("upserts = %+v, want the dead writer's row %+v second", ups, want)
+	}
+	if h.Redis().Exists(readUpToWritingKey) || h.Redis().Exists(readUpToModifiedKey) {
+		t.Error("claims or modified entries left after the writeback")
+	}
+}
+
+// The claim and release scripts on a real Redis (own keys, so no other test
+// is disturbed): SPOP with a count inside a script, put-back, stale claims.
+func TestReadUpToClaimScriptsRealRedis(t *testing.T) {
+	opt, err := redis.ParseURL(testenv.RedisURL(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	opt.Protocol = 2
+	rdb := redis.NewClient(opt)
+	defer rdb.Close()
+	ctx := context.Background()
+	pfx := "rt-chat-test-" + randomUUID()
+	keys := []string{pfx + ":modified", pfx + ":writing"}
+	defer rdb.Del(ctx, keys...)
+	st := sdktest.GoRedisStore{RDB: rdb}
+	if err := rdb.SAdd(ctx, keys[0], "a", "b", "c").Err(); err != nil {
+		t.Fatal(err)
+	}
+	now := time.Now().UnixMilli()
+	claim := func(at int64, n int, batch string) []string {
+		t.Helper()
+		v, err := sdk.Strings(st.Eval(ctx, claimReadUpToScript, keys, at, at+60_000, n, batch))
+		if err != nil {
+			t.Fatal(err)
+		}
+		slices.Sort(v)
+		return v
+	}
+	got := claim(now, 2, "b1")
+	if len(got) != 2 {
+		t.Fatalf("claimed %v, want 2", got)
+	}
+	// b1 puts its first entry back and is done with the second.
+	if _, err := st.Eval(ctx, releaseReadUpToScript, keys, "b1", 1, got[0], got[1]); err != nil {
+		t.Fatal(err)
+	}
+	if n := rdb.ZCard(ctx, keys[1]).Val(); n != 0 {
+		t.Fatalf("%d claims left after release", n)
+	}
+	left := rdb.SMembers(ctx, keys[0]).Val()
+	slices.Sort(left)
+	if len(left) != 2 || !slices.Contains(left, got[0]) || slices.Contains(left, got[1]) {
+		t.Fatalf("modified = %v after putting back %s and finishing %s", left, got[0], got[1])
+	}
+	// b2 claims both and dies; a writer after its claim ran out gets them.
+	if dead := claim(now, 10, "b2"); !slices.Equal(dead, left) {
+		t.Fatalf("b2 claimed %v, want %v", dead, left)
+	}
+	if v := claim(now+1000, 10, "b3"); len(v) != 0 {
+		t.Fatalf("b3 took %v while b2's claim lasts", v)
+	}
+	if v := claim(now+61_000, 10, "b4"); !slices.Equal(v, left) {
+		t.Fatalf("after b2's claim ran out b4 claimed %v, want %v", v, left)
+	}
+	if m := rdb.ZRange(ctx, keys[1], 0, -1).Val(); len(m) != 2 || !strings.HasPrefix(m[0], "b4\n") {
+		t.Fatalf("claims = %q, want b4's two", m)
 	}
 }
