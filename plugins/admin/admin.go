@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"net"
 	"net/http"
+	"net/netip"
 	"strings"
 	"sync"
 	"time"
@@ -176,6 +177,25 @@ func (p *Plugin) clientAddr(r sdk.HTTPRequest) string {
 	return r.RemoteAddr
 }
 
+// limitKey is the key addr's failures count under: an IPv4 address as is
+// (also when written IPv4-mapped), an IPv6 address by its /64, since one
+// host usually holds a whole /64 and would otherwise get 2^64 allowances;
+// anything unparsable (a bad X-Forwarded-For) as is, cut to 64 bytes.
+func limitKey(addr string) string {
+	ip, err := netip.ParseAddr(addr)
+	if err != nil {
+		if len(addr) > 64 {
+			addr = addr[:64]
+		}
+		return addr
+	}
+	ip = ip.Unmap().WithZone("")
+	if ip.Is4() {
+		return ip.String()
+	}
+	return netip.PrefixFrom(ip, 64).Masked().String()
+}
+
 func (p *Plugin) newLimiter() *rate.Limiter {
 	per := rate.Every(time.Minute / time.Duration(p.cfg.FailuresPerMinute))
 	return rate.NewLimiter(per, p.cfg.FailuresPerMinute)
@@ -185,6 +205,7 @@ func (p *Plugin) newLimiter() *rate.Limiter {
 // seen has its own full allowance, except when the table is full of limited
 // addresses (see fail): then it draws on the shared overflow limiter.
 func (p *Plugin) limited(addr string) bool {
+	addr = limitKey(addr)
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	now := p.now()
@@ -198,6 +219,7 @@ func (p *Plugin) limited(addr string) bool {
 // forgetting a limited address: clearing the table (or evicting limited
 // entries) would hand an attacker with many addresses a way to lift the limit.
 func (p *Plugin) fail(addr string) {
+	addr = limitKey(addr)
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	now := p.now()

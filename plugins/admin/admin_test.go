@@ -256,6 +256,36 @@ func TestForwardedFor(t *testing.T) {
 	}
 }
 
+// TestIPv6LimitedPer64: the addresses of one IPv6 /64 share one allowance
+// (a host holds the whole prefix), other prefixes and IPv4 do not.
+func TestIPv6LimitedPer64(t *testing.T) {
+	p, _ := start(t, `{"summary_secret":"s","failures_per_minute":3}`)
+	var codes []int
+	for i := range 5 {
+		codes = append(codes, doFrom(t, p, fmt.Sprintf("[2001:db8:1:2::%x]:4000", i+1), http.MethodPost, "/summary?secret=wrong", nil, "").Status)
+	}
+	if fmt.Sprint(codes) != "[403 403 403 429 429]" {
+		t.Fatalf("rotating within one /64: codes %v, want [403 403 403 429 429]", codes)
+	}
+	for _, ok := range []string{"[2001:db8:1:3::1]:4000", "192.0.2.1:4000", "[::ffff:192.0.2.2]:4000"} {
+		if r := doFrom(t, p, ok, http.MethodPost, "/summary?secret=s", nil, ""); r.Status != 200 {
+			t.Fatalf("%s (another prefix): %d, want 200", ok, r.Status)
+		}
+	}
+	for _, k := range [][2]string{
+		{"2001:db8:1:2:aaaa:bbbb:cccc:dddd", "2001:db8:1:2::/64"},
+		{"fe80::1%eth0", "fe80::/64"},
+		{"::ffff:192.0.2.2", "192.0.2.2"},
+		{"192.0.2.3", "192.0.2.3"},
+		{"not an address", "not an address"},
+		{strings.Repeat("x", 100), strings.Repeat("x", 64)},
+	} {
+		if got := limitKey(k[0]); got != k[1] {
+			t.Errorf("limitKey(%q) = %q, want %q", k[0], got, k[1])
+		}
+	}
+}
+
 // TestOverflowKeepsLimitedAddresses: failing from more addresses than the
 // table holds must not lift the limit of an address already limited.
 func TestOverflowKeepsLimitedAddresses(t *testing.T) {

@@ -31,7 +31,8 @@
 // (RT_PLUGINS__ADMIN__CONFIG__TRUST_FORWARDED_FOR=true), since without it
 // every client shares the proxy's address and so one limit.
 //
-// At most 10,000 addresses are tracked. When the table is full, addresses
+// Failures count per IPv4 address and per IPv6 /64 (one host usually holds
+// a whole /64). At most 10,000 addresses are tracked. When the table is full, addresses
 // whose attempts have all come back are forgotten first (a fresh entry would
 // be the same), then the one that failed longest ago among those not
 // limited; a limited address is never forgotten, so sending from many
