@@ -36,6 +36,9 @@
 //	push:loaded:<user>          STRING number of rows Hasura had when the user's
 //	                            subscriptions were last loaded (only with
 //	                            graphql_url; TTL 7 days, or 5 min when 0)
+//	push:touched:<user>         HASH endpoint -> "1": endpoints the webhook wrote
+//	                            or removed lately, which a load in flight must
+//	                            not overwrite (only with graphql_url; TTL 1 min)
 //
 // VAPID keys come from config (vapid_public_key + vapid_private_key). When
 // neither is set, the first instance that needs them generates a pair and
@@ -102,8 +105,11 @@
 // one instance share one query (10 s timeout, not tied to any one
 // delivery). If Hasura fails, the error is logged, nothing is cached, and
 // the delivery goes on with what is stored (the socket event when nothing
-// is); the next delivery tries again. A DELETE racing a load can put back
-// a row Hasura just removed; the push service's 404/410 removes it later.
+// is); the next delivery tries again. A webhook racing a load wins: each
+// webhook change first marks its endpoint in push:touched:<user> (1 min,
+// longer than a query may take), and the load's merge (one script) skips
+// marked endpoints, so a row Hasura just deleted or changed is not put back
+// from an answer read before the change.
 //
 // Without graphql_url (static mode) Hasura is never queried: subscriptions
 // are only learnt from the webhook, rows that existed before the plugin ran

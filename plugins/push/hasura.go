@@ -32,7 +32,27 @@ const (
 	// believed: the original's rateLimitPeriodMs for this cache. It bounds
 	// the queries a user without subscriptions costs to one per noneTTL.
 	noneTTL = 5 * time.Minute
+	// touchedTTL is how long a webhook's change of an endpoint shields it
+	// from loads: longer than a load can take (hasuraTimeout), so a load
+	// whose answer predates the change cannot undo it.
+	touchedTTL = time.Minute
 )
+
+// TouchedKey is the HASH of endpoints of a user that a webhook wrote or
+// removed within touchedTTL (only with graphql_url).
+func TouchedKey(userID string) string { return "push:touched:" + userID }
+
+// mergeLoadedScript HSETs the loaded subscriptions into KEYS[1] except the
+// endpoints in KEYS[2] (changed by a webhook since, or while, Hasura was
+// asked), then sets the marker KEYS[3] = ARGV[1] for ARGV[2] seconds.
+// ARGV[3..] are endpoint, subscription pairs.
+const mergeLoadedScript = `for i = 3, #ARGV, 2 do
+  if redis.call('HEXISTS', KEYS[2], ARGV[i]) == 0 then
+    redis.call('HSET', KEYS[1], ARGV[i], ARGV[i + 1])
+  end
+end
+redis.call('SET', KEYS[3], ARGV[1], 'EX', ARGV[2])
+return 1`
 
 // LoadedKey marks a user whose subscriptions were loaded from Hasura (only
 // with graphql_url): while it exists, SubscriptionsKey(userID) is the whole
@@ -63,7 +83,7 @@ func (p *Plugin) fetchSubscriptions(ctx context.Context, userID string) error {
 	if err := h.DoInto(ctx, gqlSubscriptions, map[string]any{"userId": userID}, &out); err != nil {
 		return fmt.Errorf("query subscriptions of %s: %w", userID, err)
 	}
-	hset := []any{"HSET", SubscriptionsKey(userID)}
+	var pairs []any
 	for _, raw := range out.Rows {
 		// The same checks as the webhook's: a row that could never be sent
 		// to is not worth storing (and the endpoint must be https).
@@ -85,26 +105,41 @@ func (p *Plugin) fetchSubscriptions(ctx context.Context, userID string) error {
 		if err != nil {
 			return fmt.Errorf("encode subscription: %w", err)
 		}
-		hset = append(hset, row.Endpoint, string(sub))
+		pairs = append(pairs, row.Endpoint, string(sub))
 	}
-	n := (len(hset) - 2) / 2
+	n := len(pairs) / 2
 	ttl := loadedTTL
 	if n == 0 {
 		ttl = noneTTL
 	}
-	cmds := [][]any{{"SET", LoadedKey(userID), n, "EX", int(ttl / time.Second)}}
-	if n > 0 {
-		// The hash first: a reader that sees the marker finds the rows.
-		cmds = append([][]any{hset}, cmds...)
-	}
-	replies, err := p.host.Store().Pipeline(ctx, cmds)
-	if err != nil {
+	args := append([]any{n, int(ttl / time.Second)}, pairs...)
+	keys := []string{SubscriptionsKey(userID), TouchedKey(userID), LoadedKey(userID)}
+	if _, err := p.host.Store().Eval(ctx, mergeLoadedScript, keys, args...); err != nil {
 		return fmt.Errorf("store subscriptions of %s: %w", userID, err)
 	}
-	for _, r := range replies {
-		if r.Err != nil {
-			return fmt.Errorf("store subscriptions of %s: %w", userID, r.Err)
+	return nil
+}
+
+// touch marks the endpoints a webhook is about to change, before it changes
+// them, so that a load merging an older answer leaves them alone.
+func (p *Plugin) touch(ctx context.Context, userID string, endpoints ...string) error {
+	if !p.hasura() {
+		return nil
+	}
+	args := []any{"HSET", TouchedKey(userID)}
+	for _, e := range endpoints {
+		args = append(args, e, "1")
+	}
+	replies, err := p.host.Store().Pipeline(ctx, [][]any{args, {"PEXPIRE", TouchedKey(userID), touchedTTL.Milliseconds()}})
+	if err == nil {
+		for _, r := range replies {
+			if err = r.Err; err != nil {
+				break
+			}
 		}
+	}
+	if err != nil {
+		return fmt.Errorf("mark changed subscriptions of %s: %w", userID, err)
 	}
 	return nil
 }

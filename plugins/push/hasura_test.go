@@ -333,3 +333,52 @@ func TestQueryDocument(t *testing.T) {
 		}
 	}
 }
+
+// A webhook that lands while a load is asking Hasura wins: the load's
+// answer, read before the change, must not put a deleted row back or an
+// updated one's old keys.
+func TestWebhookRacingLoadWins(t *testing.T) {
+	for _, op := range []string{"DELETE", "UPDATE"} {
+		t.Run(op, func(t *testing.T) {
+			fh := newFakeHasura(t)
+			gate := make(chan struct{})
+			fh.mu.Lock()
+			fh.gate = gate
+			fh.mu.Unlock()
+			f := newHasuraFixture(t, fh)
+			old, cur := newSubscriber(t), newSubscriber(t)
+			fh.add("u1", f.ps.endpoint("a"), old)
+
+			done := make(chan error, 1)
+			go func() { done <- f.deliver(t, Message{ID: "m1", UserID: "u1", Notification: testNotification}, false) }()
+			for fh.queries("u1") == 0 {
+				runtime.Gosched()
+			}
+			// Hasura answered the query with the old row; now the row changes.
+			var ev map[string]any
+			if op == "DELETE" {
+				ev = subEvent("DELETE", row("u1", f.ps.endpoint("a"), old), nil)
+			} else {
+				ev = subEvent("UPDATE", row("u1", f.ps.endpoint("a"), old), row("u1", f.ps.endpoint("a"), cur))
+			}
+			if resp := f.hook(t, RouteSubscriptionChanged, ev); resp.Status != 200 {
+				t.Fatalf("webhook: %d %s", resp.Status, resp.Body)
+			}
+			close(gate)
+			if err := <-done; err != nil {
+				t.Fatal(err)
+			}
+			if op == "DELETE" {
+				if got := f.stored(t, "u1"); len(got) != 0 {
+					t.Fatalf("stored = %v after the DELETE, want nothing", got)
+				}
+				if n := len(f.ps.requests("a")); n != 0 {
+					t.Fatalf("%d pushes to the deleted subscription", n)
+				}
+				f.socketOnly(t, "u1", 1)
+				return
+			}
+			f.decryptOne(t, "a", cur, testNotification) // the new keys, not the loaded old ones
+		})
+	}
+}

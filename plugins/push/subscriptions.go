@@ -141,6 +141,9 @@ func (p *Plugin) applySubscriptionEvent(ctx context.Context, body []byte) error 
 			var old subscriptionRow
 			if json.Unmarshal(ev.Event.Data.Old, &old) == nil && old.UserID != "" &&
 				(old.UserID != row.UserID || old.Endpoint != row.Endpoint) {
+				if err := p.touch(ctx, old.UserID, old.Endpoint); err != nil {
+					return err
+				}
 				if _, err := store.Do(ctx, "HDEL", SubscriptionsKey(old.UserID), old.Endpoint); err != nil {
 					return fmt.Errorf("remove old subscription: %w", err)
 				}
@@ -153,6 +156,9 @@ func (p *Plugin) applySubscriptionEvent(ctx context.Context, body []byte) error 
 		if err != nil {
 			return fmt.Errorf("encode subscription: %w", err)
 		}
+		if err := p.touch(ctx, row.UserID, row.Endpoint); err != nil {
+			return err
+		}
 		if _, err := store.Do(ctx, "HSET", SubscriptionsKey(row.UserID), row.Endpoint, string(sub)); err != nil {
 			return fmt.Errorf("store subscription: %w", err)
 		}
@@ -162,6 +168,9 @@ func (p *Plugin) applySubscriptionEvent(ctx context.Context, body []byte) error 
 		if isNull(ev.Event.Data.Old) || json.Unmarshal(ev.Event.Data.Old, &old) != nil ||
 			old.UserID == "" || old.Endpoint == "" {
 			return invalidf("DELETE needs data.old with userId and endpoint")
+		}
+		if err := p.touch(ctx, old.UserID, old.Endpoint); err != nil {
+			return err
 		}
 		if _, err := store.Do(ctx, "HDEL", SubscriptionsKey(old.UserID), old.Endpoint); err != nil {
 			return fmt.Errorf("remove subscription: %w", err)
