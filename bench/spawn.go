@@ -195,9 +195,6 @@ func (s *Server) waitReady(ctx context.Context, d time.Duration) error {
 	}
 }
 
-// Output returns the tail of the server's output.
-func (s *Server) Output() string { return s.log.String() }
-
 // Stop sends SIGTERM, waits up to 40s, then kills.
 func (s *Server) Stop() {
 	s.once.Do(func() {
