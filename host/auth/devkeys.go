@@ -13,6 +13,8 @@ import (
 	"path/filepath"
 
 	"github.com/go-jose/go-jose/v4"
+
+	"github.com/clowdr/realtime/internal/fileowner"
 )
 
 // maxDevKeyFileBytes bounds the dev key file.
@@ -103,7 +105,7 @@ func readDevKeySet(path string) ([]byte, error) {
 	if !fi.Mode().IsRegular() {
 		return nil, fmt.Errorf("auth: dev key set %s: not a regular file", path)
 	}
-	if err := ownedByMe(fi); err != nil {
+	if err := fileowner.Mine(fi); err != nil {
 		return nil, fmt.Errorf("auth: dev key set %s: %w", path, err)
 	}
 	if fi.Mode().Perm()&0o077 != 0 {

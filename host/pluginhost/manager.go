@@ -21,6 +21,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/clowdr/realtime/host/config"
+	"github.com/clowdr/realtime/internal/fileowner"
 	"github.com/clowdr/realtime/plugins/sdk"
 )
 
@@ -584,16 +585,11 @@ func removeStaleSocketDirs(tmp string, log *slog.Logger) {
 			continue // alive, or not ours to probe (EPERM)
 		}
 		dir := filepath.Join(tmp, e.Name())
-		if fi, err := os.Stat(dir); err != nil || !ownedByMe(fi) {
+		if fi, err := os.Stat(dir); err != nil || fileowner.Mine(fi) != nil {
 			continue
 		}
 		if err := os.RemoveAll(dir); err == nil {
 			log.Debug("removed a dead host's plugin socket directory", "dir", dir, "pid", pid)
 		}
 	}
-}
-
-func ownedByMe(fi os.FileInfo) bool {
-	st, ok := fi.Sys().(*syscall.Stat_t)
-	return ok && int(st.Uid) == os.Getuid()
 }

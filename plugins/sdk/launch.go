@@ -15,6 +15,8 @@ import (
 	"github.com/hashicorp/go-hclog"
 	"github.com/hashicorp/go-plugin"
 	"github.com/hashicorp/go-plugin/runner"
+
+	"github.com/clowdr/realtime/internal/fileowner"
 )
 
 // EnvAllowList is the part of the host's environment a plugin process sees
@@ -173,8 +175,8 @@ func checkPrivateDir(dir string) error {
 	if perm := fi.Mode().Perm(); perm&0o077 != 0 {
 		return fmt.Errorf("%s has mode %#o: want no group/other permissions (0700)", dir, perm)
 	}
-	if st, ok := fi.Sys().(*syscall.Stat_t); ok && int(st.Uid) != os.Getuid() {
-		return fmt.Errorf("%s is owned by uid %d, not by this process's uid %d", dir, st.Uid, os.Getuid())
+	if err := fileowner.Mine(fi); err != nil {
+		return fmt.Errorf("%s: %w", dir, err)
 	}
 	return nil
 }
