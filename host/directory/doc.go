@@ -38,6 +38,28 @@
 // entry lives out its TTL. A Store outage only costs the cache: lookups then
 // go to Hasura directly.
 //
+// # Circuit breaker
+//
+// A Hasura that is down or hangs would make every cache miss (every CONNECT
+// of a user whose conferences are not cached) wait for the request timeout,
+// while sending one more request to a Hasura already in trouble. So the HTTP
+// request goes through a circuit breaker (breaker.go, sony/gobreaker): after
+// 5 consecutive failures that mean Hasura is not answering well (transport
+// errors, timeouts, HTTP 5xx and 429) it opens for 2 s, and lookups that miss
+// the cache fail at once with an error wrapping ErrHasuraUnavailable
+// ("directory: <op>: hasura unavailable: circuit open after 5 consecutive
+// failures; next try in 1.4s"), without a request. Then one probe goes
+// through (half-open; other lookups are still refused): if Hasura answers it
+// closes, else it opens for another 2 s. An answer that shows Hasura working
+// (a 4xx, a GraphQL error, a body that does not decode) counts as a success,
+// and a caller cancelling counts as nothing. Cached answers never reach the
+// breaker, so they keep working. WithBreaker changes the two numbers. State
+// changes are logged: the opening at Warn, a failed probe at Warn for the
+// first 3 of an outage and then every 30th (about once a minute; the others
+// at Debug), half-open at Debug, the closing at Info. The breaker shows in
+// Ready's message, in realtime_directory_breaker_open and as
+// result "breaker_open" of realtime_directory_requests_total.
+//
 // # Health
 //
 // Both backends have Ready (for /readyz; Hasura's reports whether the latest

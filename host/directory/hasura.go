@@ -59,6 +59,11 @@ type Hasura struct {
 	flight       flightGroup
 	metrics      *metrics
 
+	// breaker fails requests at once while Hasura keeps failing (breaker.go).
+	breaker         *breaker
+	breakerFailures uint32
+	breakerOpenFor  time.Duration
+
 	// health is the outcome of the latest query, for /readyz.
 	healthMu   sync.Mutex
 	lastErr    error
@@ -121,6 +126,9 @@ func NewHasura(cfg config.DirectoryConfig, store sdk.Store, logger *slog.Logger,
 		refetchEvery: DefaultRefetchInterval,
 		timeout:      DefaultTimeout,
 		metrics:      newMetrics(),
+
+		breakerFailures: DefaultBreakerFailures,
+		breakerOpenFor:  DefaultBreakerOpenFor,
 	}
 	if cfg.GraphQLDomain != "" {
 		if strings.Contains(cfg.GraphQLDomain, "/") {
@@ -148,6 +156,7 @@ func NewHasura(cfg config.DirectoryConfig, store sdk.Store, logger *slog.Logger,
 	if h.negTTL < time.Millisecond {
 		h.negTTL = time.Millisecond
 	}
+	h.breaker = newBreaker(h.breakerFailures, h.breakerOpenFor, h.logger)
 	return h, nil
 }
 
@@ -160,24 +169,37 @@ type graphQLError struct {
 }
 
 // Ready reports whether the latest Hasura query succeeded (nil before the
-// first). It sends nothing: a probe per /readyz request would load Hasura,
-// and a failed query is what users meet anyway. Cached answers keep working
-// while Hasura is down, so the host reports this check without failing
-// readiness on it.
+// first), and whether the circuit breaker is open. It sends nothing: a probe
+// per /readyz request would load Hasura, and a failed query is what users
+// meet anyway. Cached answers keep working while Hasura is down, so the host
+// reports this check without failing readiness on it.
 func (h *Hasura) Ready(context.Context) error {
+	open := h.breaker.status()
 	h.healthMu.Lock()
-	defer h.healthMu.Unlock()
-	if h.lastErr == nil {
+	lastErr, lastFailed := h.lastErr, h.lastFailed
+	h.healthMu.Unlock()
+	switch {
+	case lastErr == nil && open == "":
 		return nil
+	case lastErr == nil:
+		return errors.New(open)
 	}
-	return fmt.Errorf("the latest Hasura query failed %s ago: %w", time.Since(h.lastFailed).Round(time.Second), h.lastErr)
+	failed := fmt.Errorf("the latest Hasura query failed %s ago: %w", time.Since(lastFailed).Round(time.Second), lastErr)
+	if open != "" {
+		return fmt.Errorf("%s; %w", open, failed)
+	}
+	return failed
 }
 
 // query posts one GraphQL operation, decodes its data into out and records
-// the outcome for Ready and the metrics.
+// the outcome for Ready and the metrics. A query the circuit breaker refused
+// sent nothing: it leaves Ready on the latest real failure.
 func (h *Hasura) query(ctx context.Context, op, doc string, vars map[string]any, out any) error {
 	err := h.post(ctx, op, doc, vars, out)
 	h.metrics.queried(op, err)
+	if errors.Is(err, ErrHasuraUnavailable) {
+		return err
+	}
 	h.healthMu.Lock()
 	h.lastErr = err
 	if err != nil {
@@ -187,6 +209,8 @@ func (h *Hasura) query(ctx context.Context, op, doc string, vars map[string]any,
 	return err
 }
 
+// post sends one GraphQL operation through the circuit breaker and decodes
+// its data into out.
 func (h *Hasura) post(ctx context.Context, op, doc string, vars map[string]any, out any) error {
 	ctx, cancel := context.WithTimeout(ctx, h.timeout)
 	defer cancel()
@@ -194,35 +218,23 @@ func (h *Hasura) post(ctx context.Context, op, doc string, vars map[string]any, 
 	if err != nil {
 		return fmt.Errorf("directory: %s: encode request: %w", op, err)
 	}
-	req, err := http.NewRequestWithContext(ctx, http.MethodPost, h.endpoint, bytes.NewReader(body))
+	a, err := h.breaker.do(op, func() (answer, error) { return h.send(ctx, op, body) })
 	if err != nil {
-		return fmt.Errorf("directory: %s: %w", op, err)
+		return err
 	}
-	req.Header.Set("Content-Type", "application/json")
-	req.Header.Set("Accept", "application/json")
-	if h.secret != "" {
-		req.Header.Set("x-hasura-admin-secret", h.secret)
-	}
-	resp, err := h.client.Do(req)
-	if err != nil {
-		return fmt.Errorf("directory: %s: hasura request: %w", op, err)
-	}
-	defer resp.Body.Close()
-	data, err := io.ReadAll(io.LimitReader(resp.Body, maxResponse+1))
-	if err != nil {
-		return fmt.Errorf("directory: %s: read hasura response: %w", op, err)
-	}
-	if len(data) > maxResponse {
+	// Hasura answered: what follows is not a failure of Hasura's, and the
+	// breaker counted it a success.
+	if len(a.data) > maxResponse {
 		return fmt.Errorf("directory: %s: hasura response larger than %d bytes", op, maxResponse)
 	}
-	if resp.StatusCode != http.StatusOK {
-		return fmt.Errorf("directory: %s: hasura answered %s: %.200s", op, resp.Status, data)
+	if a.code != http.StatusOK {
+		return fmt.Errorf("directory: %s: hasura answered %s: %.200s", op, a.status, a.data)
 	}
 	var envelope struct {
 		Data   json.RawMessage `json:"data"`
 		Errors []graphQLError  `json:"errors"`
 	}
-	if err := json.Unmarshal(data, &envelope); err != nil {
+	if err := json.Unmarshal(a.data, &envelope); err != nil {
 		return fmt.Errorf("directory: %s: decode hasura response: %w", op, err)
 	}
 	if len(envelope.Errors) > 0 {
@@ -235,6 +247,35 @@ func (h *Hasura) post(ctx context.Context, op, doc string, vars map[string]any, 
 		return fmt.Errorf("directory: %s: decode data: %w", op, err)
 	}
 	return nil
+}
+
+// send makes the HTTP request. Its error is what the circuit breaker counts
+// as a failure: no answer (transport error, timeout, a body cut short) or an
+// answer that says Hasura is in trouble (5xx, 429).
+func (h *Hasura) send(ctx context.Context, op string, body []byte) (answer, error) {
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, h.endpoint, bytes.NewReader(body))
+	if err != nil {
+		return answer{}, fmt.Errorf("directory: %s: %w", op, err)
+	}
+	req.Header.Set("Content-Type", "application/json")
+	req.Header.Set("Accept", "application/json")
+	if h.secret != "" {
+		req.Header.Set("x-hasura-admin-secret", h.secret)
+	}
+	resp, err := h.client.Do(req)
+	if err != nil {
+		return answer{}, fmt.Errorf("directory: %s: hasura request: %w", op, err)
+	}
+	defer resp.Body.Close()
+	data, err := io.ReadAll(io.LimitReader(resp.Body, maxResponse+1))
+	if err != nil {
+		return answer{}, fmt.Errorf("directory: %s: read hasura response: %w", op, err)
+	}
+	a := answer{code: resp.StatusCode, status: resp.Status, data: data}
+	if resp.StatusCode >= http.StatusInternalServerError || resp.StatusCode == http.StatusTooManyRequests {
+		return a, fmt.Errorf("directory: %s: hasura answered %s: %.200s", op, resp.Status, data)
+	}
+	return a, nil
 }
 
 // Cached shapes: the original service's (§7.1), so entries read the same.

@@ -1,6 +1,7 @@
 package directory
 
 import (
+	"errors"
 	"fmt"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -10,8 +11,9 @@ import (
 // registers the directory's collectors with reg:
 //
 //	realtime_directory_up                            1 when the latest Hasura query succeeded (or none ran yet); static: always 1
-//	realtime_directory_requests_total{query,result}  Hasura queries by operation name and result (ok, error)
+//	realtime_directory_requests_total{query,result}  Hasura queries by operation name and result (ok, error, breaker_open)
 //	realtime_directory_cache_total{cache,result}     lookups by Cache* name, answered from the Store (hit) or not (miss)
+//	realtime_directory_breaker_open                  Hasura only: 1 while its circuit breaker is open or half-open
 //
 // The counters count whether or not they are registered.
 type MetricsRegisterer interface {
@@ -34,7 +36,7 @@ func newMetrics() *metrics {
 	return &metrics{
 		requests: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "realtime_directory_requests_total",
-			Help: "Hasura GraphQL queries of the directory, by operation and result (ok, error).",
+			Help: "Hasura GraphQL queries of the directory, by operation and result (ok, error, breaker_open: refused by the circuit breaker, not sent).",
 		}, []string{"query", "result"}),
 		cache: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "realtime_directory_cache_total",
@@ -45,7 +47,10 @@ func newMetrics() *metrics {
 
 func (m *metrics) queried(op string, err error) {
 	result := "ok"
-	if err != nil {
+	switch {
+	case errors.Is(err, ErrHasuraUnavailable):
+		result = "breaker_open"
+	case err != nil:
 		result = "error"
 	}
 	m.requests.WithLabelValues(op, result).Inc()
@@ -59,8 +64,9 @@ func (m *metrics) looked(name string, hit bool) {
 	m.cache.WithLabelValues(name, result).Inc()
 }
 
-// RegisterMetrics registers realtime_directory_up (following Ready),
-// realtime_directory_requests_total and realtime_directory_cache_total.
+// RegisterMetrics registers realtime_directory_up (following the latest
+// query sent), realtime_directory_requests_total,
+// realtime_directory_cache_total and realtime_directory_breaker_open.
 func (h *Hasura) RegisterMetrics(reg prometheus.Registerer) error {
 	up := prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "realtime_directory_up", Help: upHelp}, func() float64 {
 		h.healthMu.Lock()
@@ -70,7 +76,7 @@ func (h *Hasura) RegisterMetrics(reg prometheus.Registerer) error {
 		}
 		return 1
 	})
-	for _, c := range []prometheus.Collector{up, h.metrics.requests, h.metrics.cache} {
+	for _, c := range []prometheus.Collector{up, h.metrics.requests, h.metrics.cache, h.breaker.open} {
 		if err := reg.Register(c); err != nil {
 			return fmt.Errorf("directory: register metrics: %w", err)
 		}
