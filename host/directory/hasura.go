@@ -85,10 +85,6 @@ func WithHTTPClient(c *http.Client) HasuraOption {
 	}
 }
 
-// WithEndpoint overrides the GraphQL URL (default
-// http(s)://<graphql_domain>/v1/graphql).
-func WithEndpoint(url string) HasuraOption { return func(h *Hasura) { h.endpoint = url } }
-
 // WithTimeout bounds one GraphQL request (default DefaultTimeout).
 func WithTimeout(d time.Duration) HasuraOption {
 	return func(h *Hasura) {
