@@ -25,9 +25,9 @@ const (
 	SocketsKey = "Presence.Sockets"
 	// SocketUserKey is the HASH socketId -> userId.
 	SocketUserKey = "Presence.SocketUser"
-	// DeltaMarkPrefix + listId + ":" + userId is a STRING with a TTL: the
-	// token of the plugin process that last sent that user's delta on that
-	// page (mark.lua, recheck.go).
+	// DeltaMarkPrefix + listId + ":" + userId is a STRING with a TTL: the id
+	// of the host instance that last sent that user's delta on that page
+	// (mark.lua, recheck.go).
 	DeltaMarkPrefix = "PresenceDelta:"
 )
 
