@@ -82,8 +82,8 @@ type Config struct {
 	MaxRate float64
 	// Subscribers is the chat fan-out (default 1000; coldchat: 2000).
 	Subscribers int
-	// Senders is how many sockets share the chat ramp's sends (default 4;
-	// the ack phase uses the first).
+	// Senders is how many sockets share the chat ramp's sends (default 4,
+	// flag --senders; the ack phase uses the first).
 	Senders int
 	// Pages: connect: pages the sockets enter (default 100; 0 = no
 	// enterPage); presence: observed pages (default 50).
@@ -162,7 +162,7 @@ func (c *Config) defaults(scenario string) error {
 	default:
 		return fmt.Errorf("bench: unknown scenario %q (want one of %v)", scenario, Scenarios)
 	}
-	if c.Connections > MaxConnections || c.Subscribers > MaxConnections {
+	if c.Connections > MaxConnections || c.Subscribers > MaxConnections || c.Senders > MaxConnections {
 		return fmt.Errorf("bench: at most %d connections", MaxConnections)
 	}
 	if c.Duration > MaxDuration {

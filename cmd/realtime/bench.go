@@ -31,8 +31,8 @@ Scenarios:
   presence   --connections users churn enterPage/leavePage at --rate events/s
              over --pages pages watched by --observers sockets each;
              enterPage -> entered latency
-  chat       --subscribers sockets in one chat; one sender at --rate msgs/s,
-             doubling every --duration up to --max-rate until p99 > --target-p99;
+  chat       --subscribers sockets in one chat; --senders sockets send in turn
+             at --rate msgs/s in total, doubling every --duration up to --max-rate until p99 > --target-p99;
              deliveries/s, latency, drops; then one socket's acked send rate
   coldchat   --subscribers sockets (2000) chat.subscribe a fresh chat at once,
              then one message is sent: once after every chat.subscribe.ack
@@ -117,6 +117,7 @@ func newBenchFlags(stderr io.Writer) (*pflag.FlagSet, *benchFlags) {
 	fs.Float64Var(&f.cfg.Rate, "rate", 0, "presence: events/s (1000); chat: first step msgs/s (50); plugin: events/s (0 = closed loop); connect: connects/s (0 = unpaced)")
 	fs.Float64Var(&f.cfg.MaxRate, "max-rate", 0, "chat: last step msgs/s (6400)")
 	fs.IntVar(&f.cfg.Subscribers, "subscribers", 0, "chat: subscribers (1000); coldchat: subscribers (2000)")
+	fs.IntVar(&f.cfg.Senders, "senders", 0, "chat: sockets (of one user) that share the ramp's sends (4)")
 	f.cfg.Pages = -1
 	fs.Var(perScenarioInt{&f.cfg.Pages}, "pages", "connect: pages entered (100; 0 = none); presence: observed pages (50)")
 	fs.IntVar(&f.cfg.Observers, "observers", 0, "presence: observers per page (2)")
