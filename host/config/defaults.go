@@ -30,7 +30,7 @@ func Defaults() map[string]any {
 		"socketio.max_payload":       1000000,
 		"socketio.cors_origin":       "",
 		"socketio.outbound_queue":    1024,
-		"socketio.batch_delay":       10 * time.Millisecond,
+		"socketio.batch_delay":       30 * time.Millisecond,
 		"socketio.events_per_second": 50.0,
 		"socketio.event_burst":       100,
 

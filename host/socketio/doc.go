@@ -63,14 +63,17 @@
 // Send order; the payload bytes are written unchanged.
 //
 // SendBatched (used by host/hub for rooms of 100+ local members) may hold a
-// frame back: when the connection wrote less than BatchDelay (10ms) ago, the
+// frame back: when the connection wrote less than BatchDelay (30ms) ago, the
 // frame waits until that last write + BatchDelay, so that a busy room costs
 // each member at most one write per BatchDelay however many messages it
 // carries. A connection idle for BatchDelay writes at once, and a Send or a
 // close writes the waiting frames at once (in order). One batcher
 // goroutine per Server runs while frames wait. At 1,000 subscribers and
 // 200 msgs/s this roughly halved the server's CPU per delivery (4–9 to
-// 2–4 µs) and the client's reads fell alike (BENCHMARKS.md, chat).
+// 2–4 µs) and the client's reads fell alike (BENCHMARKS.md, chat). The
+// default was 10ms; on a VM whose system calls cost several times more it
+// missed 200,000 deliveries/s at p99 50 ms (p99 0.1–0.3 s), which 30ms meets
+// (p99 38–51 ms), at the price of p99 ~38 instead of ~18 ms at 50 msgs/s.
 //
 // Back-pressure: a connection with more than OutboundQueue unwritten frames
 // (queued, waiting or being written) is closed at once (TCP close, no close

@@ -26,7 +26,7 @@ const (
 	DefaultConnectTimeout = 45 * time.Second
 	DefaultMaxPayload     = 1_000_000
 	DefaultOutboundQueue  = 1024
-	DefaultBatchDelay     = 10 * time.Millisecond
+	DefaultBatchDelay     = 30 * time.Millisecond
 )
 
 const (
@@ -69,7 +69,7 @@ type Options struct {
 	OutboundQueue int
 	// BatchDelay is how long a frame sent with Conn.SendBatched (room
 	// fan-out) may wait to share a write with later frames when the
-	// connection wrote within the last BatchDelay (default 10ms; negative:
+	// connection wrote within the last BatchDelay (default 30ms; negative:
 	// never wait). See writer.go.
 	BatchDelay time.Duration
 	// NewID generates engine/socket ids (default: 20 characters of
