@@ -268,7 +268,9 @@ func TestBreakerOpens(t *testing.T) {
 // failed probe opens it again, other lookups are refused while a probe is
 // under way, and a probe that Hasura answers closes it.
 func TestBreakerProbe(t *testing.T) {
-	const openFor = 300 * time.Millisecond
+	// Long enough that a stalled CI box does not reach half-open between
+	// two steps that expect it open.
+	const openFor = time.Second
 	d := newDownHasura(t)
 	h, logs, reg := newBreakerHasura(t, d, WithBreaker(2, openFor), WithTimeout(10*time.Second))
 	d.set(mode500)
@@ -282,7 +284,7 @@ func TestBreakerProbe(t *testing.T) {
 	}
 
 	// A failed probe: open again.
-	time.Sleep(openFor + 50*time.Millisecond)
+	time.Sleep(openFor + 100*time.Millisecond)
 	before := d.reached.Load()
 	if err := slugsOfNew(h); err == nil || errors.Is(err, ErrHasuraUnavailable) || !strings.Contains(err.Error(), "500") {
 		t.Fatalf("probe = %v, want the 500", err)
@@ -295,7 +297,7 @@ func TestBreakerProbe(t *testing.T) {
 	}
 
 	// A probe that hangs: the others are refused meanwhile.
-	time.Sleep(openFor + 50*time.Millisecond)
+	time.Sleep(openFor + 100*time.Millisecond)
 	d.set(modeHang)
 	before = d.reached.Load()
 	probe := make(chan error, 1)
