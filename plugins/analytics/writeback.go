@@ -2,8 +2,6 @@ package analytics
 
 import (
 	"context"
-	"crypto/rand"
-	"encoding/hex"
 	"errors"
 	"fmt"
 	"strconv"
@@ -142,7 +140,7 @@ func (p *Plugin) writebackRound(parent context.Context) error {
 	ctx, cancel := context.WithTimeout(parent, roundTimeout)
 	defer cancel()
 	store := p.host.Store()
-	token := p.host.InstanceID() + "/" + randomHex()
+	token := p.host.InstanceID() + "/" + kit.RandomHex()
 	_, err := store.Do(ctx, "SET", LockKey, token, "NX", "PX", lockTTL.Milliseconds())
 	if errors.Is(err, sdk.ErrNil) {
 		p.log.Debug("analytics: another instance is writing back")
@@ -382,10 +380,4 @@ func statsObject(existing map[string]statsRow, key, idCol, countCol, identifier 
 func (p *Plugin) graphql(ctx context.Context, query string, vars map[string]any, out any) error {
 	h := kit.Hasura{Client: p.httpClient, URL: p.cfg.GraphQLURL, AdminSecret: p.cfg.AdminSecret, MaxResponse: maxGraphQLResponse}
 	return h.DoInto(ctx, query, vars, out)
-}
-
-func randomHex() string {
-	var b [8]byte
-	_, _ = rand.Read(b[:])
-	return hex.EncodeToString(b[:])
 }

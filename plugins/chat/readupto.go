@@ -2,14 +2,13 @@ package chat
 
 import (
 	"context"
-	"crypto/rand"
-	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"slices"
 	"time"
 
+	"github.com/clowdr/realtime/plugins/internal/kit"
 	"github.com/clowdr/realtime/plugins/sdk"
 )
 
@@ -196,7 +195,7 @@ func (p *Plugin) writeBackReadUpTo(ctx context.Context) error {
 // entries it popped.
 func (p *Plugin) writeBackReadUpToBatch(ctx context.Context) (int, error) {
 	store := p.host.Store()
-	batch := newBatchID()
+	batch := kit.RandomHex() // names this batch's claim
 	now := p.now()
 	members, err := sdk.Strings(store.Eval(ctx, claimReadUpToScript, []string{readUpToModifiedKey, readUpToWritingKey},
 		now.UnixMilli(), now.Add(readUpToClaim).UnixMilli(), readUpToBatch, batch))
@@ -239,13 +238,6 @@ func (p *Plugin) writeBackReadUpToBatch(ctx context.Context) (int, error) {
 			"count", len(members), "back", len(isBack), "claim", readUpToClaim, "err", rerr)
 	}
 	return len(members), err
-}
-
-// newBatchID names one writeback batch's claim.
-func newBatchID() string {
-	var b [8]byte
-	_, _ = rand.Read(b[:]) // never fails (Go 1.24+)
-	return hex.EncodeToString(b[:])
 }
 
 // rutRow is one row of the upsert; member is its modified-set entry.

@@ -15,6 +15,7 @@ import (
 
 	"golang.org/x/time/rate"
 
+	"github.com/clowdr/realtime/plugins/internal/kit"
 	"github.com/clowdr/realtime/plugins/sdk"
 )
 
@@ -153,9 +154,12 @@ func (p *Plugin) Start(_ context.Context, host sdk.Host, config json.RawMessage)
 	}
 	p.started = true
 	p.host, p.store, p.cfg = host, host.Store(), cfg
+	// One instance's deltas take one path to each observer, whichever
+	// plugin process made them, so the instance is what marks count by
+	// (recheck.go); a random id stands in when the host gives none.
 	p.token = host.InstanceID()
 	if p.token == "" {
-		p.token = newToken()
+		p.token = kit.RandomHex()
 	}
 	p.log = host.Logger()
 	if p.log == nil {

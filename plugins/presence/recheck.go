@@ -2,8 +2,6 @@ package presence
 
 import (
 	"context"
-	"crypto/rand"
-	"encoding/hex"
 	"time"
 )
 
@@ -24,15 +22,6 @@ import (
 // agree with Redis. The browser client keeps a Set per page, so a repeated
 // delta changes nothing there. Several transitions of one (list, user)
 // within the delay make one recheck, after the last of them.
-
-// newToken returns a random id for this plugin's marks when the host gives
-// no instance id. (One instance's deltas take one path to each observer,
-// whichever plugin process made them, so the instance is what counts.)
-func newToken() string {
-	var b [8]byte
-	_, _ = rand.Read(b[:]) // crypto/rand.Read never fails (Go 1.24+)
-	return hex.EncodeToString(b[:])
-}
 
 // recheckKey is one user on one list.
 type recheckKey struct{ list, user string }

@@ -228,3 +228,10 @@ func TestJSONString(t *testing.T) {
 		}
 	}
 }
+
+func TestRandomHex(t *testing.T) {
+	a, b := RandomHex(), RandomHex()
+	if len(a) != 16 || strings.Trim(a, "0123456789abcdef") != "" || a == b {
+		t.Fatalf("RandomHex() = %q, %q; want two different 16-digit hex strings", a, b)
+	}
+}
