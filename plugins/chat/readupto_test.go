@@ -14,9 +14,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/redis/go-redis/v9"
-
-	"github.com/clowdr/realtime/internal/testenv"
 	"github.com/clowdr/realtime/plugins/sdk"
 	"github.com/clowdr/realtime/plugins/sdk/sdktest"
 )
@@ -470,13 +467,7 @@ func TestReadUpToWritebackAfterDeadWriter(t *testing.T) {
 // The claim and release scripts on a real Redis (own keys, so no other test
 // is disturbed): SPOP with a count inside a script, put-back, stale claims.
 func TestReadUpToClaimScriptsRealRedis(t *testing.T) {
-	opt, err := redis.ParseURL(testenv.RedisURL(t))
-	if err != nil {
-		t.Fatal(err)
-	}
-	opt.Protocol = 2
-	rdb := redis.NewClient(opt)
-	defer rdb.Close()
+	rdb := realRedisClient(t)
 	ctx := context.Background()
 	pfx := "rt-chat-test-" + randomUUID()
 	keys := []string{pfx + ":modified", pfx + ":writing"}

@@ -21,16 +21,25 @@ func randomUUID() string {
 	return fmt.Sprintf("%x-%x-%x-%x-%x", b[0:4], b[4:6], b[6:8], b[8:10], b[10:16])
 }
 
-// The Redis commands the plugin issues behave on a real Redis as on the
-// embedded one: subscribe, send (record, window), follow-up, disconnect.
-func TestRealRedis(t *testing.T) {
+// realRedisClient connects to the machine's Redis (REDIS_URL; skipped, or
+// failed under CI, when there is none), closed when the test ends. Tests
+// on it use keys of their own, so they never disturb each other.
+func realRedisClient(t *testing.T) *redis.Client {
+	t.Helper()
 	opt, err := redis.ParseURL(testenv.RedisURL(t))
 	if err != nil {
 		t.Fatal(err)
 	}
 	opt.Protocol = 2
 	rdb := redis.NewClient(opt)
-	defer rdb.Close()
+	t.Cleanup(func() { _ = rdb.Close() })
+	return rdb
+}
+
+// The Redis commands the plugin issues behave on a real Redis as on the
+// embedded one: subscribe, send (record, window), follow-up, disconnect.
+func TestRealRedis(t *testing.T) {
+	rdb := realRedisClient(t)
 	ctx := context.Background()
 	chat, sID, sock := randomUUID(), randomUUID(), "rt-chat-test-"+randomUUID()
 	s := sdktest.Socket(sock, "alice", "conf1")
