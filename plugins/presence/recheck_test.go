@@ -3,10 +3,9 @@ package presence
 import (
 	"context"
 	"maps"
+	"slices"
 	"testing"
 	"time"
-
-	"github.com/clowdr/realtime/plugins/sdk/sdktest"
 )
 
 const testRecheck = 100 * time.Millisecond
@@ -75,33 +74,38 @@ func TestRecheck(t *testing.T) {
 	}
 }
 
-// A reload that lands on another dyno: alice's old socket disconnects on A
-// ("left"), her new one enters on B ("entered").
-func testRecheckEntered(t *testing.T, b backend) {
-	hA := b.newHost(t)
-	hB := peer(t, hA)
+// reloadOnB is a reload that lands on another dyno: alice1 enters the page
+// on instance A, then (A's log reset) disconnects there ("left") and alice2
+// enters on instance B ("entered", due a recheck).
+func reloadOnB(t *testing.T, b backend) (hA, hB *testHost, pB *Plugin) {
+	t.Helper()
+	hA = b.newHost(t)
+	hB = peer(t, hA)
 	pA := startPlugin(t, hA, nil, recheckConfig())
-	pB := startPlugin(t, hB, nil, recheckConfig())
-	alice2 := sdktest.Socket("s-alice-2", "alice", "c1")
+	pB = startPlugin(t, hB, nil, recheckConfig())
 	connect(t, pA, alice1)
 	event(t, pA, alice1, EvEnterPage, roomPath)
 	hA.Reset()
-
 	disconnect(t, pA, alice1)
 	connect(t, pB, alice2)
 	event(t, pB, alice2, EvEnterPage, roomPath)
+	return hA, hB, pB
+}
+
+func testRecheckEntered(t *testing.T, b backend) {
+	hA, hB, _ := reloadOnB(t, b)
 	fromA := deltaLog(t, hA)
-	if want := []string{"left alice"}; !equal(fromA, want) {
+	if want := []string{"left alice"}; !slices.Equal(fromA, want) {
 		t.Fatalf("A sent %v, want %v", fromA, want)
 	}
-	if got := deltaLog(t, hB); !equal(got, []string{"entered alice"}) {
+	if got := deltaLog(t, hB); !slices.Equal(got, []string{"entered alice"}) {
 		t.Fatalf("B sent %v before the recheck", got)
 	}
 	if observerView("alice", deltaLog(t, hB), fromA) {
 		t.Fatal("the swapped order should show alice gone (the bug being fixed)")
 	}
 	fromB := waitDeltas(t, hB, 2)
-	if want := []string{"entered alice", "entered alice"}; !equal(fromB, want) {
+	if want := []string{"entered alice", "entered alice"}; !slices.Equal(fromB, want) {
 		t.Fatalf("B sent %v, want %v", fromB, want)
 	}
 	// B's observers got A's "left" last, then the recheck.
@@ -111,7 +115,7 @@ func testRecheckEntered(t *testing.T, b backend) {
 	wantMembers(t, hA, roomList, "alice")
 	// A's transition followed only its own marks: no recheck there.
 	time.Sleep(3 * testRecheck)
-	if got := deltaLog(t, hA); !equal(got, fromA) {
+	if got := deltaLog(t, hA); !slices.Equal(got, fromA) {
 		t.Fatalf("A sent %v, want only %v", got, fromA)
 	}
 }
@@ -129,14 +133,14 @@ func testRecheckLeft(t *testing.T, b backend) {
 	fromA := deltaLog(t, hA)
 	clk.Advance(46 * time.Second) // A is dead: alice1's deadline passes
 	pB.sweep(context.Background())
-	if got := deltaLog(t, hB); !equal(got, []string{"left alice"}) {
+	if got := deltaLog(t, hB); !slices.Equal(got, []string{"left alice"}) {
 		t.Fatalf("B sent %v before the recheck", got)
 	}
 	if !observerView("alice", deltaLog(t, hB), fromA) {
 		t.Fatal("the swapped order should show alice present (the bug being fixed)")
 	}
 	fromB := waitDeltas(t, hB, 2)
-	if want := []string{"left alice", "left alice"}; !equal(fromB, want) {
+	if want := []string{"left alice", "left alice"}; !slices.Equal(fromB, want) {
 		t.Fatalf("B sent %v, want %v", fromB, want)
 	}
 	if observerView("alice", fromB[:1], fromA, fromB[1:]) {
@@ -147,19 +151,10 @@ func testRecheckLeft(t *testing.T, b backend) {
 
 // The recheck sends the state when it runs, not the one that scheduled it.
 func testRecheckLatest(t *testing.T, b backend) {
-	hA := b.newHost(t)
-	hB := peer(t, hA)
-	pA := startPlugin(t, hA, nil, recheckConfig())
-	pB := startPlugin(t, hB, nil, recheckConfig())
-	alice2 := sdktest.Socket("s-alice-2", "alice", "c1")
-	connect(t, pA, alice1)
-	event(t, pA, alice1, EvEnterPage, roomPath)
-	disconnect(t, pA, alice1)
-	connect(t, pB, alice2)
-	event(t, pB, alice2, EvEnterPage, roomPath) // due a recheck
+	_, hB, pB := reloadOnB(t, b)                // B's enter is due a recheck
 	event(t, pB, alice2, EvLeavePage, roomPath) // B's own mark: no second one
 	fromB := waitDeltas(t, hB, 3)
-	if want := []string{"entered alice", "left alice", "left alice"}; !equal(fromB, want) {
+	if want := []string{"entered alice", "left alice", "left alice"}; !slices.Equal(fromB, want) {
 		t.Fatalf("B sent %v, want %v", fromB, want)
 	}
 	wantMembers(t, hB, roomList)
@@ -174,14 +169,13 @@ func testRecheckLatest(t *testing.T, b backend) {
 func testRecheckSameInstance(t *testing.T, b backend) {
 	h := b.newHost(t)
 	p := startPlugin(t, h, nil, recheckConfig())
-	alice2 := sdktest.Socket("s-alice-2", "alice", "c1")
 	connect(t, p, alice1)
 	event(t, p, alice1, EvEnterPage, roomPath)
 	disconnect(t, p, alice1)
 	connect(t, p, alice2)
 	event(t, p, alice2, EvEnterPage, roomPath)
 	time.Sleep(3 * testRecheck)
-	if got, want := deltaLog(t, h), []string{"entered alice", "left alice", "entered alice"}; !equal(got, want) {
+	if got, want := deltaLog(t, h), []string{"entered alice", "left alice", "entered alice"}; !slices.Equal(got, want) {
 		t.Fatalf("sent %v, want %v", got, want)
 	}
 	key := DeltaMarkPrefix + roomList + ":alice"
@@ -200,16 +194,7 @@ func testRecheckSameInstance(t *testing.T, b backend) {
 
 // Stop cancels the rechecks it has not run.
 func testRecheckStop(t *testing.T, b backend) {
-	hA := b.newHost(t)
-	hB := peer(t, hA)
-	pA := startPlugin(t, hA, nil, recheckConfig())
-	pB := startPlugin(t, hB, nil, recheckConfig())
-	alice2 := sdktest.Socket("s-alice-2", "alice", "c1")
-	connect(t, pA, alice1)
-	event(t, pA, alice1, EvEnterPage, roomPath)
-	disconnect(t, pA, alice1)
-	connect(t, pB, alice2)
-	event(t, pB, alice2, EvEnterPage, roomPath)
+	_, hB, pB := reloadOnB(t, b)
 	if err := pB.Stop(context.Background()); err != nil {
 		t.Fatal(err)
 	}
@@ -217,16 +202,4 @@ func testRecheckStop(t *testing.T, b backend) {
 	if got := deltaLog(t, hB); len(got) != 1 {
 		t.Fatalf("B sent %v after Stop", got)
 	}
-}
-
-func equal(a, b []string) bool {
-	if len(a) != len(b) {
-		return false
-	}
-	for i := range a {
-		if a[i] != b[i] {
-			return false
-		}
-	}
-	return true
 }
