@@ -13,11 +13,11 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
 
+	"github.com/clowdr/realtime/internal/testenv"
 	"github.com/clowdr/realtime/plugins/sdk"
 )
 
@@ -262,7 +262,7 @@ func TestServeStopsOnSIGTERM(t *testing.T) {
 	defer signal.Stop(sigs)
 
 	port := freePort(t)
-	var stderr syncBuffer
+	var stderr testenv.SyncBuffer
 	done := make(chan int, 1)
 	go func() { done <- serve(serveArgs(t, port), &stderr) }()
 
@@ -303,24 +303,6 @@ func TestServeStopsOnSIGTERM(t *testing.T) {
 		case <-time.After(200 * time.Millisecond):
 		}
 	}
-}
-
-// syncBuffer is a bytes.Buffer safe for the server's goroutines and the test.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
 }
 
 // TestPluginsListing runs `realtime plugins` in-process, as JSON and as a

@@ -1,7 +1,6 @@
 package directory
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -17,6 +16,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/clowdr/realtime/host/config"
+	"github.com/clowdr/realtime/internal/testenv"
 )
 
 // Modes of downHasura.
@@ -135,11 +135,11 @@ func (d *downHasura) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 
 // newBreakerHasura builds a directory against d with a log buffer and
 // registered metrics.
-func newBreakerHasura(t *testing.T, d *downHasura, opts ...HasuraOption) (*Hasura, *syncBuffer, *prometheus.Registry) {
+func newBreakerHasura(t *testing.T, d *downHasura, opts ...HasuraOption) (*Hasura, *testenv.SyncBuffer, *prometheus.Registry) {
 	t.Helper()
 	tr := &http.Transport{}
 	t.Cleanup(tr.CloseIdleConnections)
-	logs := &syncBuffer{}
+	logs := &testenv.SyncBuffer{}
 	cfg := config.DirectoryConfig{Backend: "hasura", GraphQLDomain: d.addr, AdminSecret: secret, CacheTTL: time.Hour}
 	h, err := NewHasura(cfg, newStore(t), slog.New(slog.NewTextHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug})), append([]HasuraOption{WithHTTPClient(&http.Client{Transport: tr})}, opts...)...)
 	if err != nil {
@@ -150,30 +150,6 @@ func newBreakerHasura(t *testing.T, d *downHasura, opts ...HasuraOption) (*Hasur
 		t.Fatal(err)
 	}
 	return h, logs, reg
-}
-
-// syncBuffer is a bytes.Buffer safe for concurrent writes (a log handler).
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) count(sub string) int {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return strings.Count(s.b.String(), sub)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
 }
 
 // The log messages of the state changes.
@@ -257,7 +233,7 @@ func TestBreakerOpens(t *testing.T) {
 				t.Errorf("metrics while open: %v", m)
 			}
 			// One log line for the change, not one per refused lookup.
-			if n := logs.count(logOpen); n != 1 {
+			if n := strings.Count(logs.String(), logOpen); n != 1 {
 				t.Errorf("%d %q log lines, want 1:\n%s", n, logOpen, logs)
 			}
 		})
@@ -335,7 +311,7 @@ func TestBreakerProbe(t *testing.T) {
 		t.Errorf("metrics after recovery: %v", m)
 	}
 	for msg, want := range map[string]int{logOpen: 1, logReopen: 1, logHalfOpen: 2, logClosed: 1} {
-		if n := logs.count(msg); n != want {
+		if n := strings.Count(logs.String(), msg); n != want {
 			t.Errorf("%d %q log lines, want %d:\n%s", n, msg, want, logs)
 		}
 	}

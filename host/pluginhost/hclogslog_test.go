@@ -4,27 +4,14 @@ import (
 	"bytes"
 	"log/slog"
 	"strings"
-	"sync"
 	"testing"
 
 	"github.com/hashicorp/go-hclog"
 
 	"github.com/clowdr/realtime/host/config"
+	"github.com/clowdr/realtime/internal/testenv"
 	"github.com/clowdr/realtime/plugins/sdk/sdktest"
 )
-
-// syncBuffer is a bytes.Buffer safe for concurrent writes.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-func (s *syncBuffer) String() string { s.mu.Lock(); defer s.mu.Unlock(); return s.b.String() }
 
 func TestHCLogAdapter(t *testing.T) {
 	tests := []struct {
@@ -52,7 +39,7 @@ func TestHCLogAdapter(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			var buf syncBuffer
+			var buf testenv.SyncBuffer
 			l := newHCLogAdapter(slog.New(slog.NewTextHandler(&buf, &slog.HandlerOptions{Level: tt.level})))
 			tt.log(l)
 			out := buf.String()
@@ -75,7 +62,7 @@ func TestHCLogAdapter(t *testing.T) {
 }
 
 func TestLineLogger(t *testing.T) {
-	var buf syncBuffer
+	var buf testenv.SyncBuffer
 	w := &lineLogger{l: slog.New(slog.NewTextHandler(&buf, nil)), level: slog.LevelInfo, msg: "out"}
 	_, _ = w.Write([]byte("first\nsec"))
 	_, _ = w.Write([]byte("ond\n\n"))
@@ -91,7 +78,7 @@ func TestLineLogger(t *testing.T) {
 func TestPluginLogs(t *testing.T) {
 	for _, mode := range []string{ModeSubprocess, ModeInProcess} {
 		t.Run(mode, func(t *testing.T) {
-			var buf syncBuffer
+			var buf testenv.SyncBuffer
 			svc := newFakeServices(t)
 			svc.log = slog.New(slog.NewTextHandler(&buf, &slog.HandlerOptions{Level: slog.LevelInfo}))
 			m := startManager(t, map[string]config.PluginConfig{"ptest": {Enabled: true, Mode: mode}}, svc, nil)

@@ -22,6 +22,7 @@ import (
 	dto "github.com/prometheus/client_model/go"
 
 	"github.com/clowdr/realtime/host/config"
+	"github.com/clowdr/realtime/internal/testenv"
 	"github.com/clowdr/realtime/plugins/sdk"
 	"github.com/clowdr/realtime/plugins/sdk/sdktest"
 )
@@ -357,7 +358,7 @@ func TestPlugin(t *testing.T) {
 // live sockets, events work again.
 func TestRestartAfterKill(t *testing.T) {
 	svc := newFakeServices(t)
-	var logs syncBuffer
+	var logs testenv.SyncBuffer
 	svc.log = slog.New(slog.NewTextHandler(&logs, &slog.HandlerOptions{Level: slog.LevelInfo}))
 	reg := prometheus.NewRegistry()
 	m := startManager(t, map[string]config.PluginConfig{"ptest": {Enabled: true}}, svc, reg)
