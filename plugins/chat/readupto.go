@@ -218,24 +218,20 @@ func (p *Plugin) writeBackReadUpToBatch(ctx context.Context) (int, error) {
 	// setReadUpTo added meanwhile is harmless (a set).
 	rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
 	defer cancel()
+	back = slices.Compact(slices.Sorted(slices.Values(back)))
 	args := make([]any, 0, 2+len(members)+len(back))
 	args = append(args, batch, len(back))
-	isBack := make(map[string]bool, len(back))
 	for _, m := range back {
-		if !isBack[m] {
-			isBack[m] = true
-			args = append(args, m)
-		}
+		args = append(args, m)
 	}
-	args[1] = len(isBack)
 	for _, m := range members {
-		if !isBack[m] {
+		if _, found := slices.BinarySearch(back, m); !found {
 			args = append(args, m)
 		}
 	}
 	if _, rerr := store.Eval(rctx, releaseReadUpToScript, []string{readUpToModifiedKey, readUpToWritingKey}, args...); rerr != nil {
 		p.log.Error("chat: read-up-to writeback: could not release the batch; its entries return to the modified set when the claim runs out",
-			"count", len(members), "back", len(isBack), "claim", readUpToClaim, "err", rerr)
+			"count", len(members), "back", len(back), "claim", readUpToClaim, "err", rerr)
 	}
 	return len(members), err
 }
